@@ -1,0 +1,56 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+EXAMPLE := examples/content-moderation
+REPORT := reports/content-moderation
+
+.PHONY: demo test lint typecheck security unit graphviz bench clean
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	touch $@
+
+$(VENV)/.demo: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.demo
+
+# Graphviz renders the DFD as SVG; without it the report falls back to Mermaid.
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) \
+	      || echo "note: could not install Graphviz; the report will use Mermaid"; \
+	  else echo "note: Graphviz not installed; the report will use Mermaid"; fi; }
+
+demo: $(VENV)/.demo graphviz
+	$(VENV)/bin/modelward audit $(EXAMPLE) --out $(REPORT) --no-fail
+	@echo "Report written to $(REPORT)/report.html"
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+security: $(VENV)/.dev
+	$(VENV)/bin/bandit -q -c pyproject.toml -r src
+
+unit: $(VENV)/.dev graphviz
+	$(PY) -m pytest -q -n 2
+
+test: lint typecheck security unit
+
+bench: $(VENV)/.dev
+	$(PIP) install --quiet -e '.[dev,bench]'
+	$(PY) benchmarks/threats/bench_threats.py
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache

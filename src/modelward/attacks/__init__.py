@@ -1,0 +1,1 @@
+"""attacks layer of modelward (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""audit layer of modelward (see DESIGN.md)."""

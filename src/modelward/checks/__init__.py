@@ -1,0 +1,1 @@
+"""checks layer of modelward (see DESIGN.md)."""

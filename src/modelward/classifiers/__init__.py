@@ -1,0 +1,1 @@
+"""classifiers layer of modelward (see DESIGN.md)."""

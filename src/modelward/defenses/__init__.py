@@ -1,0 +1,1 @@
+"""defenses layer of modelward (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""supplychain layer of modelward (see DESIGN.md)."""

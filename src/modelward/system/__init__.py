@@ -1,0 +1,1 @@
+"""system layer of modelward (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""threats layer of modelward (see DESIGN.md)."""

@@ -1,0 +1,171 @@
+"""Catalog entries (threats) and their application to one element or flow (findings)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from modelward.core.severity import Severity
+from modelward.system.vocabulary import Control
+
+StrideCategory = Literal["S", "T", "R", "I", "D", "E"]
+LinddunCategory = Literal["L", "I", "Nr", "D", "DD", "U", "Nc"]
+TrimAspect = Literal["transfer", "retention", "inference", "minimisation"]
+
+STRIDE_NAMES: dict[str, str] = {
+    "S": "Spoofing",
+    "T": "Tampering",
+    "R": "Repudiation",
+    "I": "Information disclosure",
+    "D": "Denial of service",
+    "E": "Elevation of privilege",
+}
+LINDDUN_NAMES: dict[str, str] = {
+    "L": "Linking",
+    "I": "Identifying",
+    "Nr": "Non-repudiation",
+    "D": "Detecting",
+    "DD": "Data disclosure",
+    "U": "Unawareness & unintervenability",
+    "Nc": "Non-compliance",
+}
+
+_ATLAS = re.compile(r"^AML\.(T|M|TA)\d{4}(\.\d{3})?$")
+_OWASP = re.compile(r"^(ML(0[1-9]|10)|LLM(0[1-9]|10)):20\d\d$")
+_CWE = re.compile(r"^CWE-\d+$")
+THREAT_ID = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$"
+
+
+class Mitigation(BaseModel):
+    """A way to counter a threat: the controls that implement it and its ATLAS mitigation ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    title: str
+    description: str | None = None
+    controls: list[Control] = Field(default_factory=list)
+    atlas: list[str] = Field(default_factory=list)
+
+    @field_validator("atlas")
+    @classmethod
+    def _atlas_ids(cls, ids: list[str]) -> list[str]:
+        for ident in ids:
+            if not _ATLAS.match(ident) or not ident.startswith("AML.M"):
+                raise ValueError(f"{ident!r} is not an ATLAS mitigation id (AML.M0000)")
+        return ids
+
+
+class Threat(BaseModel):
+    """One catalog entry: taxonomy tags, default risk factors, mitigations and conditions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=THREAT_ID)
+    title: str
+    description: str
+    pack: str
+    targets: list[str] = Field(description="element types or DFD kinds (data-flow for flows)")
+    stride: list[StrideCategory] = Field(default_factory=list)
+    linddun: list[LinddunCategory] = Field(default_factory=list)
+    trim: list[TrimAspect] = Field(default_factory=list)
+    atlas: list[str] = Field(default_factory=list)
+    owasp: list[str] = Field(default_factory=list)
+    cwe: list[str] = Field(default_factory=list)
+    risk: dict[str, Any] = Field(default_factory=dict, description="default OWASP factors, by abbreviation")
+    mitigations: list[Mitigation] = Field(default_factory=list)
+    applies_when: Any = None
+    mitigated_when: Any = None
+    references: list[str] = Field(default_factory=list)
+
+    @field_validator("atlas")
+    @classmethod
+    def _atlas_ids(cls, ids: list[str]) -> list[str]:
+        for ident in ids:
+            if not _ATLAS.match(ident):
+                raise ValueError(f"{ident!r} is not an ATLAS id (AML.T0000 or AML.T0000.000)")
+        return ids
+
+    @field_validator("owasp")
+    @classmethod
+    def _owasp_ids(cls, ids: list[str]) -> list[str]:
+        for ident in ids:
+            if not _OWASP.match(ident):
+                raise ValueError(f"{ident!r} is not an OWASP id with its year (ML01:2023, LLM01:2025)")
+        return ids
+
+    @field_validator("cwe")
+    @classmethod
+    def _cwe_ids(cls, ids: list[str]) -> list[str]:
+        for ident in ids:
+            if not _CWE.match(ident):
+                raise ValueError(f"{ident!r} is not a CWE id (CWE-502)")
+        return ids
+
+
+class Status(str, Enum):
+    """Where a finding stands: derived by the engine, set by triage, or reopened by evidence."""
+
+    OPEN = "open"
+    NEEDS_INVESTIGATION = "needs-investigation"
+    IN_PROGRESS = "in-progress"
+    MITIGATED = "mitigated"
+    ACCEPTED = "accepted"
+    TRANSFERRED = "transferred"
+    AVOIDED = "avoided"
+    FALSE_POSITIVE = "false-positive"
+    NOT_APPLICABLE = "not-applicable"
+
+    @property
+    def is_open(self) -> bool:
+        """Still needs work: counts towards ``--fail-on``."""
+        return self in {Status.OPEN, Status.NEEDS_INVESTIGATION, Status.IN_PROGRESS}
+
+
+@dataclass
+class Finding:
+    """A threat applied to one element (or one flow, named with its source element)."""
+
+    threat: Threat
+    element: str
+    flow: str | None = None
+    applies_because: list[str] = field(default_factory=list)
+    mitigated_because: list[str] = field(default_factory=list)
+    unmitigated_because: list[str] = field(default_factory=list)
+    status: Status = Status.OPEN
+    severity: Severity = Severity.MEDIUM
+    likelihood: float = 0.0
+    impact: float = 0.0
+    rating_vector: str = ""
+    triage: dict[str, Any] = field(default_factory=dict)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    verified: bool | None = None
+
+    @property
+    def id(self) -> str:
+        base = f"{self.threat.id}@{self.element}"
+        return f"{base}@{self.flow}" if self.flow else base
+
+    @property
+    def why(self) -> list[str]:
+        """Why it applies and why it is, or is not, mitigated, in reading order."""
+        return [*self.applies_because, *self.mitigated_because, *self.unmitigated_because]
+
+
+@dataclass
+class Register:
+    """The threat register of one system: every finding, plus what triage could not match."""
+
+    system_name: str
+    findings: list[Finding]
+    catalog_version: str
+    orphan_triage: list[str] = field(default_factory=list)
+    not_applicable: int = 0
+    out_of_scope: list[str] = field(default_factory=list)
+
+    def by_id(self) -> dict[str, Finding]:
+        return {finding.id: finding for finding in self.findings}
