@@ -14,8 +14,12 @@ from modelward.core.errors import InputError
 MAX_BYTES = 16 * 1024 * 1024
 #: Bound on nodes visited, so aliases cannot expand into an exponential document ("billion laughs").
 MAX_NODES = 2_000_000
+#: Bound on nesting: no system file needs more, and the YAML composer recurses once per level.
+MAX_DEPTH = 100
 
 Loc = tuple[str | int, ...]
+#: libyaml's safe parser when PyYAML was built with it (ten times faster), else the pure-Python one.
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
@@ -71,7 +75,8 @@ def load_yaml(path: Path, *, max_bytes: int = MAX_BYTES) -> LoadedDocument:
 def parse_yaml(text: str, file: str = "<string>") -> LoadedDocument:
     """Parse one YAML document with the safe loader, recording lines and refusing duplicates."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_depth(text, file)
+        node = yaml.compose(text, Loader=_SAFE_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -90,6 +95,19 @@ def parse_yaml(text: str, file: str = "<string>") -> LoadedDocument:
     except RecursionError:
         raise InputError("YAML is nested too deeply", file=file) from None
     return document
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse documents nested deeper than MAX_DEPTH before composing them (the composer recurses)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_SAFE_LOADER):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark is not None else None
+                raise InputError(f"YAML is nested too deeply (over {MAX_DEPTH} levels)", file=file, line=line)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _Builder:
@@ -120,7 +138,9 @@ class _Builder:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
-            raise InputError(f"unsupported YAML value: {problem}", file=self.file, line=node.start_mark.line + 1) from None
+            raise InputError(
+                f"unsupported YAML value: {problem}", file=self.file, line=node.start_mark.line + 1
+            ) from None
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
         result: dict[Any, Any] = {}

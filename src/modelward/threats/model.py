@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from modelward.core.severity import Severity
 from modelward.system.vocabulary import Control
+from modelward.threats.triage import TriageStatus
 
 StrideCategory = Literal["S", "T", "R", "I", "D", "E"]
 LinddunCategory = Literal["L", "I", "Nr", "D", "DD", "U", "Nc"]
@@ -107,23 +107,8 @@ class Threat(BaseModel):
         return ids
 
 
-class Status(str, Enum):
-    """Where a finding stands: derived by the engine, set by triage, or reopened by evidence."""
-
-    OPEN = "open"
-    NEEDS_INVESTIGATION = "needs-investigation"
-    IN_PROGRESS = "in-progress"
-    MITIGATED = "mitigated"
-    ACCEPTED = "accepted"
-    TRANSFERRED = "transferred"
-    AVOIDED = "avoided"
-    FALSE_POSITIVE = "false-positive"
-    NOT_APPLICABLE = "not-applicable"
-
-    @property
-    def is_open(self) -> bool:
-        """Still needs work: counts towards ``--fail-on``."""
-        return self in {Status.OPEN, Status.NEEDS_INVESTIGATION, Status.IN_PROGRESS}
+#: Where a finding stands: derived by the engine, set by triage, or re-opened by evidence.
+Status = TriageStatus
 
 
 @dataclass
