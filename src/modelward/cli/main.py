@@ -68,11 +68,18 @@ def threats() -> None:
 
 _path_arg = click.argument("path", type=click.Path(path_type=Path))
 _triage_opt = click.option(
-    "--triage", "triage_file", type=click.Path(path_type=Path), help="Triage file (default: modelward.triage.yaml beside the system)."
+    "--triage",
+    "triage_file",
+    type=click.Path(path_type=Path),
+    help="Triage file (default: modelward.triage.yaml beside the system).",
 )
 _no_triage_opt = click.option("--no-triage", is_flag=True, help="Ignore the triage file.")
 _catalog_opt = click.option(
-    "--catalog", "catalogs", multiple=True, type=click.Path(path_type=Path), help="Extra threat catalog file (repeatable)."
+    "--catalog",
+    "catalogs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Extra threat catalog file (repeatable).",
 )
 _today_opt = click.option(
     "--today", callback=_parse_day, help="Date used for review-by expiry (default: today), YYYY-MM-DD."
@@ -299,4 +306,3 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         sys.exit(code)
     sys.exit(EXIT_OK)
-

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from modelward.system.model import System
 from modelward.system.references import Path, format_path, reference_problems
 from modelward.system.vocabulary import DfdKind
 
 
-class LintLevel(str, Enum):
+class LintLevel(StrEnum):
     """How serious a lint message is; errors make ``modelward lint`` exit non-zero."""
 
     ERROR = "error"
@@ -44,7 +44,9 @@ def lint_system(system: System, known_checks: set[str] | None = None) -> list[Li
         for i, requirement in enumerate(system.requirements):
             if requirement.check not in known_checks:
                 messages.append(
-                    LintMessage("MW010", LintLevel.ERROR, ("requirements", i, "check"), f"unknown check {requirement.check!r}")
+                    LintMessage(
+                        "MW010", LintLevel.ERROR, ("requirements", i, "check"), f"unknown check {requirement.check!r}"
+                    )
                 )
     return messages
 
@@ -61,12 +63,19 @@ def _personal_data_terms(system: System) -> Iterator[LintMessage]:
         if not asset.personal:
             continue
         if not asset.purpose:
-            yield LintMessage("MW003", LintLevel.WARNING, ("data", i), f"personal data {asset.id!r} declares no purpose")
+            yield LintMessage(
+                "MW003", LintLevel.WARNING, ("data", i), f"personal data {asset.id!r} declares no purpose"
+            )
         if not asset.retention:
-            yield LintMessage("MW004", LintLevel.WARNING, ("data", i), f"personal data {asset.id!r} declares no retention")
+            yield LintMessage(
+                "MW004", LintLevel.WARNING, ("data", i), f"personal data {asset.id!r} declares no retention"
+            )
         if asset.data_subjects is None:
             yield LintMessage(
-                "MW005", LintLevel.WARNING, ("data", i), f"personal data {asset.id!r} does not say how many data subjects"
+                "MW005",
+                LintLevel.WARNING,
+                ("data", i),
+                f"personal data {asset.id!r} does not say how many data subjects",
             )
 
 
@@ -94,7 +103,9 @@ def _unplaced_elements(system: System) -> Iterator[LintMessage]:
         return
     for i, element in enumerate(system.elements):
         if element.boundary is None:
-            yield LintMessage("MW008", LintLevel.WARNING, ("elements", i), f"element {element.id!r} is in no trust boundary")
+            yield LintMessage(
+                "MW008", LintLevel.WARNING, ("elements", i), f"element {element.id!r} is in no trust boundary"
+            )
 
 
 def _empty_boundaries(system: System) -> Iterator[LintMessage]:

@@ -6,11 +6,10 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from modelward.core.errors import InputError
-from modelward.core.yamlio import LoadedDocument, Loc, load_yaml, parse_yaml
+from modelward.core.yamlio import LoadedDocument, Loc, dump_yaml, load_yaml, parse_yaml
 from modelward.system.model import System
 from modelward.system.references import format_path, reference_problems
 
@@ -138,7 +137,7 @@ def _model_in(annotation: Any) -> Any:
 
 def dump_system(system: System) -> str:
     """The system as YAML text that loads back to an equal system."""
-    return yaml.safe_dump(system.to_data(), sort_keys=False, allow_unicode=True, width=100)
+    return dump_yaml(system.to_data())
 
 
 def save_system(system: System, path: Path | str) -> None:

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from modelward.system.references import reference_problems
-
 from modelward.system.vocabulary import (
     DFD_KIND,
     LLM_TYPES,
@@ -27,7 +26,7 @@ from modelward.system.vocabulary import (
     TrustLevel,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 
 #: Ids appear inside finding ids (``THREAT@element@flow``), so ``@``, ``*`` and spaces are banned.
 Identifier = Annotated[
@@ -182,8 +181,7 @@ class Flow(_Strict):
 
     @property
     def fid(self) -> str:
-        assert self.id is not None  # set by the validator  # nosec B101
-        return self.id
+        return self.id if self.id is not None else f"{self.source}-to-{self.target}"
 
     @property
     def label(self) -> str:

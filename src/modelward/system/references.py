@@ -58,7 +58,9 @@ def reference_problems(system: System) -> list[Problem]:
             problems.append(Problem(("elements", i, "boundary"), f"unknown boundary {element.boundary!r}"))
         problems += _unknown(("elements", i, "data"), element.data, data_ids, "data asset")
         if element.model is not None:
-            problems += _unknown(("elements", i, "model", "trained_on"), element.model.trained_on, data_ids, "data asset")
+            problems += _unknown(
+                ("elements", i, "model", "trained_on"), element.model.trained_on, data_ids, "data asset"
+            )
 
     for i, flow in enumerate(system.flows):
         for end, ref in (("from", flow.source), ("to", flow.target)):
@@ -69,7 +71,9 @@ def reference_problems(system: System) -> list[Problem]:
         problems += _unknown(("flows", i, "data"), flow.data, data_ids, "data asset")
 
     for i, requirement in enumerate(system.requirements):
-        problems += _unknown(("requirements", i, "targets"), requirement.targets, element_ids | flow_ids, "element or flow")
+        problems += _unknown(
+            ("requirements", i, "targets"), requirement.targets, element_ids | flow_ids, "element or flow"
+        )
     return problems
 
 
@@ -108,7 +112,9 @@ def _boundary_cycles(system: System) -> list[Problem]:
         current = boundary.parent
         while current is not None and current in parents:
             if current in seen:
-                problems.append(Problem(("boundaries", i, "parent"), f"boundary {boundary.id!r} is nested in itself (cycle)"))
+                problems.append(
+                    Problem(("boundaries", i, "parent"), f"boundary {boundary.id!r} is nested in itself (cycle)")
+                )
                 break
             seen.add(current)
             current = parents[current]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class DfdKind(str, Enum):
+class DfdKind(StrEnum):
     """The four base types of a data-flow diagram; STRIDE and LINDDUN tables key on these."""
 
     EXTERNAL_ENTITY = "external-entity"
@@ -14,7 +14,7 @@ class DfdKind(str, Enum):
     DATA_FLOW = "data-flow"
 
 
-class ElementType(str, Enum):
+class ElementType(StrEnum):
     """ML-aware element types; each maps onto one DFD kind (see DFD_KIND)."""
 
     # external entities
@@ -70,13 +70,7 @@ _STORES = {
 }
 
 DFD_KIND: dict[ElementType, DfdKind] = {
-    t: (
-        DfdKind.EXTERNAL_ENTITY
-        if t in _ENTITIES
-        else DfdKind.DATA_STORE
-        if t in _STORES
-        else DfdKind.PROCESS
-    )
+    t: (DfdKind.EXTERNAL_ENTITY if t in _ENTITIES else DfdKind.DATA_STORE if t in _STORES else DfdKind.PROCESS)
     for t in ElementType
 }
 
@@ -86,7 +80,7 @@ MODEL_TYPES = frozenset({ElementType.MODEL, ElementType.INFERENCE_SERVICE, Eleme
 LLM_TYPES = frozenset({ElementType.LLM, ElementType.AGENT})
 
 
-class TrustLevel(str, Enum):
+class TrustLevel(StrEnum):
     """How far we trust an element, boundary or data origin; ordered low to high."""
 
     UNTRUSTED = "untrusted"
@@ -99,7 +93,7 @@ class TrustLevel(str, Enum):
         return list(TrustLevel).index(self)
 
 
-class Classification(str, Enum):
+class Classification(StrEnum):
     """Data classification, ordered from least to most sensitive."""
 
     PUBLIC = "public"
@@ -112,7 +106,7 @@ class Classification(str, Enum):
         return list(Classification).index(self)
 
 
-class Origin(str, Enum):
+class Origin(StrEnum):
     """Where a data asset comes from; decides its default trust."""
 
     USER_SUPPLIED = "user-supplied"
@@ -135,11 +129,11 @@ ORIGIN_TRUST: dict[Origin, TrustLevel] = {
 }
 
 
-class Authentication(str, Enum):
+class Authentication(StrEnum):
     """How callers of an element prove who they are; ``none`` is a declared absence."""
 
     NONE = "none"
-    PASSWORD = "password"
+    PASSWORD = "password"  # noqa: S105  # nosec B105 - a method name, not a secret
     API_KEY = "api-key"
     OAUTH2 = "oauth2"
     OIDC = "oidc"
@@ -148,7 +142,7 @@ class Authentication(str, Enum):
     CLOUD_IAM = "cloud-iam"
 
 
-class Logging(str, Enum):
+class Logging(StrEnum):
     """What an element records about its use."""
 
     NONE = "none"
@@ -157,7 +151,7 @@ class Logging(str, Enum):
     MONITORED = "monitored"
 
 
-class ModelOutput(str, Enum):
+class ModelOutput(StrEnum):
     """What a model returns to its callers, from least to most revealing."""
 
     LABELS = "labels"
@@ -169,7 +163,7 @@ class ModelOutput(str, Enum):
     TEXT = "text"
 
 
-class ArtifactFormat(str, Enum):
+class ArtifactFormat(StrEnum):
     """Serialisation of a model artifact; the pickle family runs code when loaded."""
 
     SAFETENSORS = "safetensors"
@@ -189,7 +183,7 @@ PICKLE_FORMATS = frozenset(
 )
 
 
-class Retraining(str, Enum):
+class Retraining(StrEnum):
     """How often a model learns from new data; continuous learning widens poisoning."""
 
     NEVER = "never"
@@ -198,7 +192,7 @@ class Retraining(str, Enum):
     CONTINUOUS = "continuous"
 
 
-class Control(str, Enum):
+class Control(StrEnum):
     """Security and privacy controls an element or flow declares; threats' mitigations name them."""
 
     # access and abuse

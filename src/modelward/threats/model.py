@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from modelward.core.severity import Severity
-from modelward.system.vocabulary import Control
+from modelward.system.vocabulary import DFD_KIND, Control, DfdKind, ElementType
+from modelward.threats.conditions import Condition, SubjectKind, parse_condition
+from modelward.threats.risk import LIKELIHOOD, TECHNICAL, RiskFactors
 from modelward.threats.triage import TriageStatus
 
 StrideCategory = Literal["S", "T", "R", "I", "D", "E"]
@@ -38,6 +41,8 @@ _ATLAS = re.compile(r"^AML\.(T|M|TA)\d{4}(\.\d{3})?$")
 _OWASP = re.compile(r"^(ML(0[1-9]|10)|LLM(0[1-9]|10)):20\d\d$")
 _CWE = re.compile(r"^CWE-\d+$")
 THREAT_ID = r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$"
+#: What a threat's ``targets`` may name: element types and DFD kinds (``data-flow`` for flows).
+TARGET_NAMES = frozenset(t.value for t in ElementType) | frozenset(k.value for k in DfdKind)
 
 
 class Mitigation(BaseModel):
@@ -105,6 +110,99 @@ class Threat(BaseModel):
             if not _CWE.match(ident):
                 raise ValueError(f"{ident!r} is not a CWE id (CWE-502)")
         return ids
+
+    # --- typed views, built once at validation ------------------------------------------
+    _applies: Condition | None = PrivateAttr(default=None)
+    _mitigated: Condition | None = PrivateAttr(default=None)
+    _factors: RiskFactors | None = PrivateAttr(default=None)
+
+    @field_validator("targets")
+    @classmethod
+    def _target_names(cls, targets: list[str]) -> list[str]:
+        if not targets:
+            raise ValueError("a threat needs at least one target (an element type, DFD kind or data-flow)")
+        for target in targets:
+            if target not in TARGET_NAMES:
+                close = difflib.get_close_matches(target, sorted(TARGET_NAMES), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown target {target!r}{hint}: expected an element type, DFD kind or data-flow")
+        return targets
+
+    @field_validator("risk")
+    @classmethod
+    def _risk_factors(cls, risk: dict[str, Any]) -> dict[str, Any]:
+        """Default factors must name known factors and give all 8 likelihood and 4 technical ones."""
+        try:
+            factors = RiskFactors.model_validate(risk)
+        except ValueError as exc:
+            first = exc.errors()[0] if hasattr(exc, "errors") else None  # pydantic ValidationError
+            raise ValueError(_risk_problem(first) if first else str(exc)) from None
+        missing = factors.missing(LIKELIHOOD + TECHNICAL)
+        if missing:
+            names = ", ".join(f.abbreviation for f in missing)
+            raise ValueError(
+                f"default risk factors must give all 8 likelihood and 4 technical factors; missing {names}"
+            )
+        return risk
+
+    @model_validator(mode="after")
+    def _compile(self, info: ValidationInfo) -> Threat:
+        """Parse both conditions into their AST (CatalogError with file and line when a document is given)."""
+        context = info.context or {}
+        document = context.get("document")
+        base = tuple(context.get("loc", ()))
+        subject = self.subject_kind
+        if self.applies_when is not None:
+            self._applies = parse_condition(self.applies_when, subject, document=document, loc=(*base, "applies_when"))
+        if self.mitigated_when is not None:
+            self._mitigated = parse_condition(
+                self.mitigated_when, subject, document=document, loc=(*base, "mitigated_when")
+            )
+        self._factors = RiskFactors.model_validate(self.risk)
+        return self
+
+    @property
+    def subject_kind(self) -> SubjectKind:
+        """What the conditions are evaluated on: elements, flows, or both (from ``targets``)."""
+        flows = DfdKind.DATA_FLOW.value in self.targets
+        if flows and len(self.targets) == 1:
+            return "flow"
+        return "any" if flows else "element"
+
+    @property
+    def applies_condition(self) -> Condition | None:
+        """The parsed ``applies_when`` (None: applies to every target)."""
+        return self._applies
+
+    @property
+    def mitigated_condition(self) -> Condition | None:
+        """The parsed ``mitigated_when`` (None: never mitigated by declaration)."""
+        return self._mitigated
+
+    @property
+    def risk_factors(self) -> RiskFactors:
+        """The default OWASP factors as a typed value."""
+        if self._factors is None:
+            self._factors = RiskFactors.model_validate(self.risk)
+        return self._factors
+
+    def targets_element_type(self, element_type: ElementType) -> bool:
+        """Whether an element of this type (or of its DFD kind) is a target."""
+        return element_type.value in self.targets or DFD_KIND[element_type].value in self.targets
+
+    @property
+    def targets_flows(self) -> bool:
+        """Whether data flows are targets."""
+        return DfdKind.DATA_FLOW.value in self.targets
+
+
+def _risk_problem(error: Any) -> str:
+    """One pydantic error about risk factors as a short sentence."""
+    loc = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        return f"unknown risk factor {loc!r} (expected OWASP abbreviations such as SL, M, O, S, ED, EE, A, ID)"
+    return f"{loc}: {message}" if loc else message
 
 
 #: Where a finding stands: derived by the engine, set by triage, or re-opened by evidence.
