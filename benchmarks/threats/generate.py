@@ -18,7 +18,7 @@ CONTROLS = ["rate-limiting", "input-validation", "adversarial-training", "data-s
 
 def generate(elements: int, flows: int, seed: int = 7) -> dict[str, Any]:
     """A system with ``elements`` elements and ``flows`` flows across nested boundaries."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - benchmark data, not security
     boundaries: list[dict[str, Any]] = [{"id": "internet", "trust": "untrusted"}, {"id": "cloud", "trust": "internal"}]
     for i in range(40):
         boundaries.append({"id": f"zone-{i}", "trust": rng.choice(["internal", "partner"]), "parent": "cloud"})

@@ -103,7 +103,7 @@ def test_pickle_artifacts() -> None:
 
 
 def test_registry_rejects_unknown_and_duplicate_names(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="did you mean 'design.score_exposure'"):
+    with pytest.raises(InputError, match=r"did you mean 'design\.score_exposure'"):
         get_check("design.score_exposur")
     assert set(all_checks()) >= {
         "design.encrypted_boundary_flows",

@@ -166,7 +166,7 @@ class _Builder:
 def dump_yaml(data: Any) -> str:
     """YAML text (safe dumper, readable Unicode) that is guaranteed to load back to ``data``."""
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-    if yaml.load(text, Loader=_SAFE_LOADER) == data:  # noqa: S506  # nosec B506 - a safe loader
+    if yaml.load(text, Loader=_SAFE_LOADER) == data:  # noqa: S506  # nosec B506
         return text
     # PyYAML writes NEL, LS and PS raw when allow_unicode is on, and they read back as line breaks.
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=False, width=100)

@@ -133,7 +133,7 @@ class Authentication(StrEnum):
     """How callers of an element prove who they are; ``none`` is a declared absence."""
 
     NONE = "none"
-    PASSWORD = "password"  # noqa: S105  # nosec B105 - a method name, not a secret
+    PASSWORD = "password"  # noqa: S105  # nosec B105
     API_KEY = "api-key"
     OAUTH2 = "oauth2"
     OIDC = "oidc"
