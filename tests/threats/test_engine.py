@@ -22,7 +22,7 @@ from modelward.system.model import (
     System,
 )
 from modelward.system.vocabulary import LLM_TYPES, MODEL_TYPES, Control, ElementType
-from modelward.threats.catalog import load_catalog, shipped_catalog
+from modelward.threats.catalog import Catalog, load_catalog, parse_pack, shipped_catalog
 from modelward.threats.engine import apply_catalog, exposure_size, risk_context, run_engine
 from modelward.threats.model import Finding, Status
 from modelward.threats.register import build_register
@@ -177,30 +177,66 @@ def test_size_factor_from_exposure() -> None:
     assert exposure_size(graph, "orphan") == (4, "reachable at most from internal elements")
 
 
-def test_privacy_violation_and_business_impact_from_context() -> None:
-    system = parse_system(SHOP + "business_impact: {financial_damage: 3, reputation_damage: 5, non_compliance: 7}\n")
+def test_privacy_violation_from_data_subjects_only_for_disclosure_threats() -> None:
+    system = parse_system(SHOP)
     graph = SystemGraph(system)
     findings = {f.id: f for f in run_engine(system, STRIDE_AND_LINDDUN, graph=graph).findings}
     context = risk_context(graph, findings["LINDDUN-DD-STORE@db"])
-    assert context.scores == {
-        "size": 6,
-        "privacy_violation": privacy_violation_for(5000),
-        "financial_damage": 3,
-        "reputation_damage": 5,
-        "non_compliance": 7,
-    }
+    assert context.scores["privacy_violation"] == privacy_violation_for(5000)
     assert context.reasons["privacy_violation"] == "personal data about 5,000 people"
-    # With all four business factors known, the business impact is the one used.
+    # A tampering threat cannot disclose personal data, whatever the element holds.
+    tampering = risk_context(graph, findings["STRIDE-T-PROCESS@clf"])
+    assert tampering.scores["privacy_violation"] == 0
+    assert tampering.reasons["privacy_violation"] == "the threat discloses no personal data"
+    # Baseline threats carry no business estimate: the technical impact is the one used.
     finding = findings["LINDDUN-DD-STORE@db"]
-    assert finding.impact == pytest.approx((3 + 5 + 7 + 7) / 4)
-    assert finding.rating_vector.endswith("FD:3/RD:5/NC:7/PV:7")
-    # A model's training data counts as data it involves.
-    assert risk_context(graph, findings["STRIDE-T-PROCESS@clf"]).scores["privacy_violation"] == 7
-    # No personal data: PV unknown, so the technical impact is used.
-    audit = findings["STRIDE-R-STORE@audit"]
-    assert "PV" not in audit.rating_vector
-    factors = RiskFactors.from_vector(audit.rating_vector)
-    assert audit.impact == pytest.approx(factors.rate().technical_impact)
+    factors = RiskFactors.from_vector(finding.rating_vector)
+    assert factors.financial_damage is None
+    assert finding.impact == pytest.approx(factors.rate().technical_impact)
+
+
+BUSINESS_PACK = """\
+catalog: biz
+version: "1"
+threats:
+  - id: BIZ-LEAK
+    title: Leak of stored records
+    description: Records leave the store.
+    targets: [data-store]
+    stride: [I]
+    risk: {SL: 5, M: 5, O: 5, S: 5, ED: 5, EE: 5, A: 5, ID: 5, LC: 7, LI: 1, LAV: 1, LAC: 1, FD: 7, RD: 9, NC: 5}
+  - id: BIZ-OUTAGE
+    title: Store outage
+    description: The store goes down.
+    targets: [data-store]
+    stride: [D]
+    risk: {SL: 5, M: 5, O: 5, S: 5, ED: 5, EE: 5, A: 5, ID: 5, LC: 1, LI: 1, LAV: 7, LAC: 1, FD: 3, RD: 3, NC: 2}
+"""
+
+
+def test_business_impact_per_threat_capped_by_the_system() -> None:
+    info, threats = parse_pack(BUSINESS_PACK, "biz.yaml", shipped=False)
+    pack = Catalog(threats, [info])
+    capped = parse_system(SHOP + "business_impact: {financial_damage: 3, reputation_damage: 5}\n")
+    graph = SystemGraph(capped)
+    findings = {f.id: f for f in run_engine(capped, pack, graph=graph).findings}
+    leak = findings["BIZ-LEAK@db"]
+    # FD 7 and RD 9 are capped at the system's 3 and 5; NC 5 stays; PV from 5,000 people.
+    assert leak.rating_vector.endswith("FD:3/RD:5/NC:5/PV:7")
+    assert leak.impact == pytest.approx((3 + 5 + 5 + 7) / 4)
+    assert (
+        risk_context(graph, leak).reasons["reputation_damage"]
+        == "capped at the system's declared reputation damage (5)"
+    )
+    outage = findings["BIZ-OUTAGE@db"]
+    # An outage discloses nothing: PV 0, and the business impact (all four known) is used.
+    assert outage.rating_vector.endswith("FD:3/RD:3/NC:2/PV:0")
+    assert outage.impact == pytest.approx((3 + 3 + 2 + 0) / 4)
+    # Without caps, the catalog's estimates stand.
+    free = {f.id: f for f in run_engine(parse_system(SHOP), pack).findings}
+    assert free["BIZ-LEAK@db"].rating_vector.endswith("FD:7/RD:9/NC:5/PV:7")
+    audit = findings["BIZ-OUTAGE@audit"]
+    assert audit.rating_vector.endswith("PV:0")
 
 
 def test_rating_matches_the_risk_module() -> None:

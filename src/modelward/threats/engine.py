@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from modelward.system.graph import SystemGraph
-from modelward.system.model import DataAsset, Element, Flow, System
+from modelward.system.model import Element, Flow, System
 from modelward.system.vocabulary import ElementType, TrustLevel
 from modelward.threats.catalog import Catalog
 from modelward.threats.conditions import Condition, Evaluator
@@ -154,33 +154,61 @@ def exposure_size(graph: SystemGraph, element_id: str) -> tuple[int, str]:
     return SIZE_BY_TRUST[lowest], f"reachable at most from {lowest.value} elements"
 
 
-def _assets_involved(graph: SystemGraph, finding: Finding) -> tuple[DataAsset, ...]:
-    """Data a finding involves: the element's data and training data, or the flow's data."""
-    if finding.flow is not None:
-        return graph.flow_data(finding.flow)
-    return (*graph.data_of(finding.element), *graph.training_data(finding.element))
+def discloses_personal_data(threat: Threat) -> bool:
+    """Whether a threat can expose personal data: a privacy (LINDDUN) or disclosure (STRIDE I) threat."""
+    return bool(threat.linddun) or "I" in threat.stride
 
 
-def risk_context(graph: SystemGraph, finding: Finding) -> RiskContext:
-    """The factors the system determines for a finding: S from exposure, PV from data subjects, business impact."""
-    scores: dict[str, int] = {}
-    reasons: dict[str, str] = {}
-    size, why = exposure_size(graph, finding.element)
-    scores["size"], reasons["size"] = size, why
-    subjects = [a.data_subjects for a in _assets_involved(graph, finding) if a.personal and a.data_subjects]
-    if subjects:
-        largest = max(subjects)
-        pv = privacy_violation_for(largest)
+@dataclass(frozen=True)
+class _Exposure:
+    """What the system says about one element or flow, whatever the threat: who reaches it, whose data."""
+
+    size: int
+    size_why: str
+    largest_subjects: int | None
+
+
+def _exposure(graph: SystemGraph, element: str, flow: str | None) -> _Exposure:
+    size, why = exposure_size(graph, element)
+    data, training = graph.data_of(element), graph.training_data(element)
+    assets = graph.flow_data(flow) if flow is not None else (*data, *training)
+    subjects = [a.data_subjects for a in assets if a.personal and a.data_subjects]
+    return _Exposure(size, why, max(subjects) if subjects else None)
+
+
+def risk_context(graph: SystemGraph, finding: Finding, exposure: _Exposure | None = None) -> RiskContext:
+    """The factors the system determines for a finding: S from exposure, PV from data subjects, business caps.
+
+    Business impact is per threat: the catalog's FD/RD/NC estimate for the threat, capped by the
+    system's declared ``business_impact`` (the worst this system can cost). PV is derived from the
+    data subjects involved, and is 0 for threats that cannot disclose personal data. When a threat
+    has no business estimate, the business impact stays unknown and the technical impact is used.
+    """
+    if exposure is None:
+        exposure = _exposure(graph, finding.element, finding.flow)
+    scores: dict[str, int] = {"size": exposure.size}
+    reasons: dict[str, str] = {"size": exposure.size_why}
+    threat = finding.threat
+    if not discloses_personal_data(threat):
+        scores["privacy_violation"] = 0
+        reasons["privacy_violation"] = "the threat discloses no personal data"
+    elif exposure.largest_subjects is None:
+        scores["privacy_violation"] = 0
+        reasons["privacy_violation"] = "no personal data involved"
+    else:
+        pv = privacy_violation_for(exposure.largest_subjects)
         if pv is not None:
             scores["privacy_violation"] = pv
-            reasons["privacy_violation"] = f"personal data about {largest:,} people"
-    impact = graph.system.business_impact
-    if impact is not None:
+            reasons["privacy_violation"] = f"personal data about {exposure.largest_subjects:,} people"
+    caps = graph.system.business_impact
+    if caps is not None:
+        estimates = threat.risk_factors
         for name in ("financial_damage", "reputation_damage", "non_compliance"):
-            value = getattr(impact, name)
-            if value is not None:
-                scores[name] = value
-                reasons[name] = "declared business impact"
+            estimate = estimates.get(name)
+            cap = getattr(caps, name)
+            if estimate is not None and cap is not None and cap < estimate:
+                scores[name] = cap
+                reasons[name] = f"capped at the system's declared {name.replace('_', ' ')} ({cap})"
     return RiskContext(scores, reasons)
 
 
@@ -222,17 +250,18 @@ def rate_findings(
     """
     rater = _Rater()
     defaults: dict[str, dict[str, int]] = {}
-    contexts: dict[tuple[str, str | None], dict[str, int]] = {}
+    exposures: dict[tuple[str, str | None], _Exposure] = {}
     for finding in findings:
         threat = finding.threat
         base = defaults.get(threat.id)
         if base is None:
             base = threat.risk_factors.scores()
             defaults[threat.id] = base
-        context = contexts.get((finding.element, finding.flow))
-        if context is None:
-            context = risk_context(graph, finding).scores
-            contexts[(finding.element, finding.flow)] = context
+        exposure = exposures.get((finding.element, finding.flow))
+        if exposure is None:
+            exposure = _exposure(graph, finding.element, finding.flow)
+            exposures[(finding.element, finding.flow)] = exposure
+        context = risk_context(graph, finding, exposure).scores
         if overrides is None:
             override = None
         elif callable(overrides):
