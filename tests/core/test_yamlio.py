@@ -52,3 +52,23 @@ def test_severity_order_and_parse() -> None:
     assert Severity.parse(" High ") is Severity.HIGH
     with pytest.raises(ValueError, match="unknown severity"):
         Severity.parse("urgent")
+
+
+def test_anchors_and_aliases_are_shared_values() -> None:
+    document = parse_yaml("base: &b {x: 1}\ncopy: *b\nname: &n hi\nagain: *n\n")
+    assert document.data == {"base": {"x": 1}, "copy": {"x": 1}, "name": "hi", "again": "hi"}
+    assert document.line(("copy",)) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: 1\n---\nb: 2\n", "one YAML document"),
+        ("a: *nowhere\n", "nowhere"),
+        ("? {k: v}\n: x\n", "mapping keys must be plain values"),
+        ("a: " + "[" * 150 + "]" * 150 + "\n", "nested too deeply"),
+    ],
+)
+def test_more_refusals(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_yaml(text)

@@ -1,4 +1,4 @@
-"""Ties evidence to findings: a passing check verifies a mitigation, a failing one re-opens it."""
+"""Ties evidence to findings: a passing check verifies a claimed mitigation, a failing one re-opens it."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def apply_evidence(register: Register, evidence: list[Evidence]) -> None:
             if finding.status is Status.MITIGATED:
                 finding.status = Status.OPEN
                 finding.unmitigated_because.append("re-opened: the declared mitigation did not hold under its check")
-        else:
+        elif finding.status is Status.MITIGATED:
+            # Only a mitigation someone claimed can be verified; a passing check on an open finding
+            # is recorded as evidence but does not close it (the threat may need other mitigations).
             finding.verified = True
             names = ", ".join(f"{e.check} ({e.requirement})" if e.requirement else e.check for e in relevant)
             finding.mitigated_because.append(f"verified by passing check: {names}")
-            if finding.status.is_open:
-                finding.status = Status.MITIGATED

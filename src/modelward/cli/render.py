@@ -187,7 +187,10 @@ def print_threat(catalog: Catalog, threat_id: str) -> None:
     """One threat in full, as YAML-like text."""
     import yaml
 
-    threat = catalog.get(threat_id)
+    try:
+        threat = catalog.get(threat_id)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0]) if exc.args else f"no threat {threat_id!r}", field="THREAT_ID") from None
     click.echo(yaml.safe_dump(threat.model_dump(mode="json", exclude_none=True), sort_keys=False, width=100))
 
 

@@ -20,7 +20,6 @@ MAX_DEPTH = 100
 Loc = tuple[str | int, ...]
 #: libyaml's safe parser when PyYAML was built with it (ten times faster), else the pure-Python one.
 _SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_PLAIN_COLLECTIONS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 
 
 @dataclass
@@ -74,9 +73,9 @@ def load_yaml(path: Path, *, max_bytes: int = MAX_BYTES) -> LoadedDocument:
 
 def parse_yaml(text: str, file: str = "<string>") -> LoadedDocument:
     """Parse one YAML document with the safe loader, recording lines and refusing duplicates."""
+    document = LoadedDocument(data=None, file=file)
     try:
-        _check_depth(text, file)
-        node = yaml.compose(text, Loader=_SAFE_LOADER)
+        document.data = _EventBuilder(file, document.lines).run(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -84,83 +83,147 @@ def parse_yaml(text: str, file: str = "<string>") -> LoadedDocument:
         raise InputError(f"YAML syntax error: {problem}", file=file, line=line) from None
     except yaml.YAMLError as exc:
         raise InputError(f"YAML error: {exc}", file=file) from None
-    except RecursionError:
-        raise InputError("YAML is nested too deeply", file=file) from None
-    document = LoadedDocument(data=None, file=file)
-    if node is None:
-        return document
-    builder = _Builder(file, document.lines)
-    try:
-        document.data = builder.build(node, ())
-    except RecursionError:
-        raise InputError("YAML is nested too deeply", file=file) from None
     return document
 
 
-def _check_depth(text: str, file: str) -> None:
-    """Refuse documents nested deeper than MAX_DEPTH before composing them (the composer recurses)."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_SAFE_LOADER):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                line = event.start_mark.line + 1 if event.start_mark is not None else None
-                raise InputError(f"YAML is nested too deeply (over {MAX_DEPTH} levels)", file=file, line=line)
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+_NO_KEY = object()
 
 
-class _Builder:
-    """Turns composed nodes into Python values with the safe constructor, noting each line."""
+@dataclass
+class _Frame:
+    """An open mapping or sequence while the event stream is read."""
+
+    value: dict[Any, Any] | list[Any]
+    loc: Loc
+    anchor: str | None
+    visited_at_start: int
+    key: Any = _NO_KEY
+
+
+class _EventBuilder:
+    """Builds Python values from the parser's event stream in one iterative pass.
+
+    No recursion (so no nesting can crash it), one line per key and item, and the safe
+    constructor for every scalar, so no Python object can ever be built from the document.
+    """
 
     def __init__(self, file: str, lines: dict[Loc, int]) -> None:
         self.file = file
         self.lines = lines
         self.visited = 0
-        self.constructor = yaml.SafeLoader("")
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.loader = yaml.SafeLoader("")
+        self.result: Any = None
+        self.documents = 0
 
-    def build(self, node: yaml.Node, loc: Loc) -> Any:
-        self.visited += 1
+    def run(self, text: str) -> Any:
+        for event in yaml.parse(text, Loader=_SAFE_LOADER):
+            if isinstance(event, yaml.DocumentStartEvent):
+                self.documents += 1
+                if self.documents > 1:
+                    raise InputError("expected one YAML document, found several", file=self.file, line=_line(event))
+            elif isinstance(event, yaml.AliasEvent):
+                self._alias(event)
+            elif isinstance(event, yaml.ScalarEvent):
+                self._scalar(event)
+            elif isinstance(event, yaml.CollectionStartEvent):
+                self._start(event)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                frame = self.stack.pop()
+                if frame.anchor is not None:
+                    self.anchors[frame.anchor] = (frame.value, self.visited - frame.visited_at_start)
+                self._attach(frame.value, event)
+        return self.result
+
+    def _count(self, n: int, event: yaml.Event) -> None:
+        self.visited += n
         if self.visited > MAX_NODES:
             raise InputError(
-                f"document expands to more than {MAX_NODES:,} values (aliases?)",
-                file=self.file,
-                line=node.start_mark.line + 1,
+                f"document expands to more than {MAX_NODES:,} values (aliases?)", file=self.file, line=_line(event)
             )
-        self.lines.setdefault(loc, node.start_mark.line + 1)
-        if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTIONS:
-            raise InputError(f"unsupported YAML tag {node.tag!r}", file=self.file, line=node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, loc)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+
+    def _child_loc(self, event: yaml.Event) -> Loc:
+        """Where a value that starts now will live; a collection used as a key is refused."""
+        if not self.stack:
+            return ()
+        parent = self.stack[-1]
+        if isinstance(parent.value, list):
+            return (*parent.loc, len(parent.value))
+        if parent.key is _NO_KEY:
+            raise InputError("mapping keys must be plain values", file=self.file, line=_line(event))
+        key = parent.key
+        return (*parent.loc, key if isinstance(key, (str, int)) else str(key))
+
+    def _start(self, event: yaml.CollectionStartEvent) -> None:
+        self._count(1, event)
+        if len(self.stack) >= MAX_DEPTH:
+            raise InputError(f"YAML is nested too deeply (over {MAX_DEPTH} levels)", file=self.file, line=_line(event))
+        is_map = isinstance(event, yaml.MappingStartEvent)
+        plain = "tag:yaml.org,2002:map" if is_map else "tag:yaml.org,2002:seq"
+        if event.tag not in (None, "!", plain):
+            raise InputError(f"unsupported YAML tag {event.tag!r}", file=self.file, line=_line(event))
+        loc = self._child_loc(event)
+        self.lines.setdefault(loc, _line(event))
+        container: dict[Any, Any] | list[Any] = {} if is_map else []
+        self.stack.append(_Frame(container, loc, event.anchor, self.visited))
+
+    def _scalar(self, event: yaml.ScalarEvent) -> None:
+        self._count(1, event)
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+        node = yaml.ScalarNode(tag, event.value, style=event.style)
+        expecting_key = bool(self.stack) and isinstance(self.stack[-1].value, dict) and self.stack[-1].key is _NO_KEY
+        if expecting_key and tag == "tag:yaml.org,2002:merge":
+            raise InputError("YAML merge keys ('<<') are not supported", file=self.file, line=_line(event))
         try:
-            return self.constructor.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
-            raise InputError(
-                f"unsupported YAML value: {problem}", file=self.file, line=node.start_mark.line + 1
-            ) from None
+            raise InputError(f"unsupported YAML value: {problem}", file=self.file, line=_line(event)) from None
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (value, 1)
+        if not self.stack or isinstance(self.stack[-1].value, list) or self.stack[-1].key is not _NO_KEY:
+            self.lines.setdefault(self._child_loc(event), _line(event))
+        self._attach(value, event)
 
-    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise InputError("YAML merge keys ('<<') are not supported", file=self.file, line=line)
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise InputError("mapping keys must be plain values", file=self.file, line=line)
-            key = self.constructor.construct_object(key_node)
+    def _alias(self, event: yaml.AliasEvent) -> None:
+        found = self.anchors.get(event.anchor or "")
+        if found is None:
+            raise InputError(f"unknown alias {event.anchor!r}", file=self.file, line=_line(event))
+        value, size = found
+        self._count(size, event)
+        if isinstance(value, (dict, list)):
+            self.lines.setdefault(self._child_loc(event), _line(event))
+        self._attach(value, event)
+
+    def _attach(self, value: Any, event: yaml.Event) -> None:
+        if not self.stack:
+            self.lines.setdefault((), _line(event))
+            self.result = value
+            return
+        parent = self.stack[-1]
+        if isinstance(parent.value, list):
+            parent.value.append(value)
+            return
+        if parent.key is _NO_KEY:
             try:
-                hash(key)
+                hash(value)
             except TypeError:
-                raise InputError("mapping keys must be plain values", file=self.file, line=line) from None
-            if key in result:
-                raise InputError(f"duplicate key {key!r}", file=self.file, line=line)
-            child = (*loc, key if isinstance(key, (str, int)) else str(key))
-            self.lines[child] = line
-            result[key] = self.build(value_node, child)
-        return result
+                raise InputError("mapping keys must be plain values", file=self.file, line=_line(event)) from None
+            if value in parent.value:
+                raise InputError(f"duplicate key {value!r}", file=self.file, line=_line(event))
+            parent.key = value
+            child = (*parent.loc, value if isinstance(value, (str, int)) else str(value))
+            self.lines[child] = _line(event)
+            return
+        parent.value[parent.key] = value
+        parent.key = _NO_KEY
+
+
+def _line(event: yaml.Event) -> int:
+    return event.start_mark.line + 1 if event.start_mark is not None else 1
 
 
 def dump_yaml(data: Any) -> str:

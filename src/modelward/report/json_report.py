@@ -20,6 +20,7 @@ from pydantic import ValidationError
 import modelward
 from modelward.checks.base import Evidence
 from modelward.core.errors import InputError
+from modelward.core.jsonio import dumps_pretty
 from modelward.core.severity import Severity
 from modelward.report.common import SEVERITIES_DESC, generated_timestamp, plain
 from modelward.system.model import System
@@ -47,20 +48,21 @@ _DIGITS = 3
 def finding_to_dict(finding: Finding) -> dict[str, Any]:
     """One finding in contract order: identity, taxonomy, risk, status, reasons, remedies, triage."""
     threat = finding.threat
+    static = _threat_parts(threat)
     return {
         "id": finding.id,
         "threat": threat.id,
         "title": threat.title,
         "pack": threat.pack,
-        "targets": list(threat.targets),
+        "targets": static["targets"],
         "element": finding.element,
         "flow": finding.flow,
-        "stride": list(threat.stride),
-        "linddun": list(threat.linddun),
-        "trim": list(threat.trim),
-        "atlas": list(threat.atlas),
-        "owasp": list(threat.owasp),
-        "cwe": list(threat.cwe),
+        "stride": static["stride"],
+        "linddun": static["linddun"],
+        "trim": static["trim"],
+        "atlas": static["atlas"],
+        "owasp": static["owasp"],
+        "cwe": static["cwe"],
         "likelihood": round(float(finding.likelihood), _DIGITS),
         "impact": round(float(finding.impact), _DIGITS),
         "severity": finding.severity.value,
@@ -72,11 +74,34 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
         "mitigated_because": list(finding.mitigated_because),
         "unmitigated_because": list(finding.unmitigated_because),
         "description": threat.description,
-        "mitigations": [_mitigation_to_dict(m) for m in threat.mitigations],
-        "references": list(threat.references),
-        "triage": {key: plain(finding.triage[key]) for key in sorted(finding.triage)},
+        "mitigations": static["mitigations"],
+        "references": static["references"],
+        "triage": {key: plain(finding.triage[key]) for key in sorted(finding.triage)} if finding.triage else {},
         "evidence": [plain(item) for item in finding.evidence],
     }
+
+
+_THREAT_PARTS: dict[int, tuple[Threat, dict[str, Any]]] = {}
+
+
+def _threat_parts(threat: Threat) -> dict[str, Any]:
+    """The per-threat parts of a finding, built once per threat (a large register repeats them)."""
+    cached = _THREAT_PARTS.get(id(threat))
+    if cached is not None and cached[0] is threat:
+        return cached[1]
+    parts = {
+        "targets": list(threat.targets),
+        "stride": list(threat.stride),
+        "linddun": list(threat.linddun),
+        "trim": list(threat.trim),
+        "atlas": list(threat.atlas),
+        "owasp": list(threat.owasp),
+        "cwe": list(threat.cwe),
+        "mitigations": [_mitigation_to_dict(m) for m in threat.mitigations],
+        "references": list(threat.references),
+    }
+    _THREAT_PARTS[id(threat)] = (threat, parts)
+    return parts
 
 
 def _mitigation_to_dict(mitigation: Mitigation) -> dict[str, Any]:
@@ -175,7 +200,7 @@ def render_json(
 ) -> str:
     """The report as UTF-8 JSON text, indented, with a final newline."""
     data = build_report(system, register, evidence=evidence, generated_at=generated_at)
-    return json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return dumps_pretty(data)
 
 
 @cache

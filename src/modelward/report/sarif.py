@@ -8,7 +8,6 @@ stable finding id, so GitHub code scanning tracks them across pushes; closed fin
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from urllib.parse import quote
 
 import modelward
 from modelward.core.findings import Result
+from modelward.core.jsonio import dumps_pretty
 from modelward.core.severity import Severity
 from modelward.report.common import CLOSED_STATUSES
 from modelward.threats.model import LINDDUN_NAMES, STRIDE_NAMES, Finding, Register, Status, Threat
@@ -132,7 +132,7 @@ def render_sarif(
 ) -> str:
     """:func:`sarif_log` as indented JSON text with a final newline."""
     log = sarif_log(register, results=results, system_file=system_file, element_lines=element_lines)
-    return json.dumps(log, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return dumps_pretty(log)
 
 
 # --- rules -------------------------------------------------------------------

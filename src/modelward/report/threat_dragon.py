@@ -12,12 +12,12 @@ status named in the text, and a threat with several categories takes its first o
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelward.core.jsonio import dumps_pretty
 from modelward.core.severity import Severity
 from modelward.report.common import sorted_findings
 from modelward.report.dfd import BOUNDARY_COLOURS
@@ -417,4 +417,4 @@ def _untrusted(element: Element, boundaries: dict[str, Boundary]) -> bool:
 def render_threat_dragon(system: System, register: Register, *, contributors: Iterable[str] = ()) -> str:
     """The Threat Dragon v2 model as indented JSON text with a final newline."""
     model = threat_dragon_model(system, register, contributors=contributors)
-    return json.dumps(model, indent=2, ensure_ascii=False) + "\n"
+    return dumps_pretty(model)
