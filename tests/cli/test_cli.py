@@ -85,7 +85,7 @@ def test_threats_writes_every_format(tmp_path: Path) -> None:
         ("md", "# "),
         ("html", "<html"),
         ("sarif", '"version": "2.1.0"'),
-        ("csv", "\"id\",\"threat\""),
+        ("csv", '"id","threat"'),
         ("mermaid", "flowchart"),
         ("dot", "digraph"),
         ("threat-dragon", '"diagrams"'),
