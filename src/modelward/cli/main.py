@@ -198,7 +198,7 @@ def audit(
     from modelward.audit.project import load_project
     from modelward.audit.runner import run_audit
     from modelward.cli import render
-    from modelward.report.writer import write_report
+    from modelward.report.writer import DEFAULT_FORMATS, write_report
 
     project = load_project(path, triage_file=triage_file, extra_catalogs=catalogs, use_triage=not no_triage)
     out_dir = out or Path("reports") / project.system_file.parent.resolve().name
@@ -215,6 +215,7 @@ def audit(
         project.system,
         result.register,
         evidence=result.evidence,
+        formats=(*DEFAULT_FORMATS, "threat-dragon"),
         system_file=str(project.system_file),
         element_lines=project.lines,
     )

@@ -44,13 +44,19 @@ SEVERITY_COLOUR = {
 _TITLE_WIDTH = 60
 
 
-def print_register(register: Register, system: System) -> None:
-    """The threat register as an aligned terminal table, most severe first, then a summary line.
+RICH_TABLE_LIMIT = 2000
 
-    Written line by line rather than through a table layout engine, so a register of tens of
-    thousands of findings prints in a fraction of a second.
+
+def print_register(register: Register, system: System) -> None:
+    """The register as a table, most severe first, then a summary line.
+
+    On a terminal a rich table (wrapped, coloured); piped (CI logs) or beyond RICH_TABLE_LIMIT
+    findings, plain aligned lines, which print tens of thousands of findings in a fraction of a second.
     """
-    colour = sys.stdout.isatty()
+    terminal = sys.stdout.isatty()
+    if terminal and len(register.findings) <= RICH_TABLE_LIMIT:
+        _print_rich_register(register, system)
+        return
     rows = []
     for finding in register.findings:
         categories = " ".join([*finding.threat.stride, *(f"P:{c}" for c in finding.threat.linddun)])
@@ -74,18 +80,48 @@ def print_register(register: Register, system: System) -> None:
     out.append("  ".join("-" * w for w in widths))
     for row in rows:
         cells = [_cell(row, i).ljust(widths[i]) for i in range(len(header))]
-        if colour:
+        if terminal:
             cells[0] = click.style(cells[0], fg=SEVERITY_COLOUR[row[0]], bold=row[0] >= Severity.HIGH)
         out.append("  ".join(cells).rstrip())
+    out.append(_summary_line(register))
+    out.extend(f"triage entry matches no finding: {orphan}" for orphan in register.orphan_triage)
+    click.echo("\n".join(out))
+
+
+def _summary_line(register: Register) -> str:
     open_findings = [f for f in register.findings if f.status.is_open]
     counts = {s: sum(1 for f in open_findings if f.severity is s) for s in reversed(Severity)}
     summary = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-    out.append(
+    return (
         f"{len(register.findings)} findings, {len(open_findings)} open ({summary or 'none'}); "
         f"catalog {register.catalog_version}"
     )
-    out.extend(f"triage entry matches no finding: {orphan}" for orphan in register.orphan_triage)
-    click.echo("\n".join(out))
+
+
+def _print_rich_register(register: Register, system: System) -> None:
+    table = Table(title=f"Threats of {system.name}")
+    table.add_column("severity", no_wrap=True)
+    table.add_column("finding", overflow="fold")
+    for column in ("status", "title", "STRIDE/LINDDUN", "ATLAS", "OWASP"):
+        table.add_column(column, overflow="fold")
+    for finding in register.findings:
+        categories = " ".join([*finding.threat.stride, *(f"P:{c}" for c in finding.threat.linddun)])
+        verified = " ✓" if finding.verified else " ✗" if finding.verified is False else ""
+        colour = SEVERITY_COLOUR[finding.severity]
+        table.add_row(
+            f"[{colour}]{finding.severity.value}[/]",
+            finding.id,
+            finding.status.value + verified,
+            finding.threat.title,
+            categories,
+            " ".join(finding.threat.atlas[:2]),
+            " ".join(finding.threat.owasp),
+        )
+    console = _console()
+    console.print(table)
+    console.print(_summary_line(register))
+    for orphan in register.orphan_triage:
+        console.print(f"[yellow]triage entry matches no finding:[/] {orphan}")
 
 
 def _cell(row: tuple[Severity, str, str, str, str, str], index: int) -> str:

@@ -36,6 +36,7 @@ from modelward.report.coverage import CoverageMatrix, coverage_matrix
 from modelward.report.coverage import render_markdown as render_coverage_markdown
 from modelward.report.dfd import inline_svg, render_mermaid
 from modelward.report.json_report import summary
+from modelward.system.graph import SystemGraph
 from modelward.system.model import System
 from modelward.threats.model import LINDDUN_NAMES, STRIDE_NAMES, Finding, Register, Status
 
@@ -176,6 +177,7 @@ def build_context(
     colours = {s.value: SEVERITY_COLOURS[s] for s in SEVERITIES_DESC}
     colours["none"] = NO_FINDINGS_COLOUR
     colours["out-of-scope"] = OUT_OF_SCOPE_COLOUR
+    graph = SystemGraph(system)
     return ReportContext(
         title=f"Threat model: {system.name}",
         system=system,
@@ -194,7 +196,7 @@ def build_context(
                 "type": e.type.value,
                 "kind": e.kind.value,
                 "boundary": e.boundary or "—",
-                "trust": e.trust.value if e.trust else "—",
+                "trust": graph.effective_trust(e.id).value + ("" if e.trust else " (derived)"),
                 "controls": ", ".join(c.value for c in e.controls) or "—",
                 "scope": "in scope" if e.in_scope else "out of scope",
             }
