@@ -127,12 +127,37 @@ flows:
     assert {f.threat.pack for f in result.findings} >= {"stride", "linddun"}
 
 
+#: The OWASP option scores of the business factors a catalog entry may estimate.
+BUSINESS_OPTIONS = {"financial_damage": {1, 3, 7, 9}, "reputation_damage": {1, 4, 5, 9}, "non_compliance": {2, 5, 7}}
+
+
+def test_ml_and_llm_threats_estimate_business_impact_and_baselines_do_not() -> None:
+    catalog = shipped_catalog()
+    for threat in catalog:
+        factors = threat.risk_factors
+        estimates = {name: factors.get(name) for name in BUSINESS_OPTIONS}
+        if threat.pack in ("ml", "llm"):
+            for name, value in estimates.items():
+                assert value in BUSINESS_OPTIONS[name], (threat.id, name, value)
+            # PV comes from the system's data subjects; a catalog may only pin it to 0 (discloses nothing personal).
+            assert factors.privacy_violation in (None, 0), threat.id
+            if factors.privacy_violation == 0:
+                assert "I" in threat.stride and not threat.linddun, threat.id
+        else:
+            # Baselines are generic: their business harm depends on the element, so they rate on technical impact.
+            assert set(estimates.values()) == {None}, threat.id
+            assert factors.privacy_violation is None, threat.id
+    pinned = {t.id for t in catalog if t.risk_factors.privacy_violation == 0}
+    assert {"ML-OUTPUT-RECON", "ML-CONFIDENCE-DISCLOSURE", "ML-EXTRACTION", "LLM-SYSTEM-PROMPT-LEAK"} <= pinned
+    assert "ML-MEMBERSHIP-INFERENCE" not in pinned  # it discloses data about people
+
+
 def test_describe_and_list_helpers() -> None:
     catalog = shipped_catalog()
     text = catalog.describe("STRIDE-S-PROCESS")
     assert text.startswith("STRIDE-S-PROCESS: ")
     assert "STRIDE: S (Spoofing)" in text
-    assert "applies when: crosses a trust boundary or receives from: trust at most partner" in text
+    assert "applies when: incoming: ((crosses a trust boundary or source: trust at most partner) and source: " in text
     assert "default risk: SL:6/" in text
     assert [t.id for t in catalog.list(pack="stride", stride="S")] == ["STRIDE-S-ENTITY", "STRIDE-S-PROCESS"]
     assert "LINDDUN-U-ENTITY" in [t.id for t in catalog.list(linddun="U")]

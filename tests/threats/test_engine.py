@@ -89,14 +89,17 @@ def test_element_and_flow_finding_ids(shop: dict[str, Finding]) -> None:
 def test_reasons_and_derived_status(shop: dict[str, Finding]) -> None:
     upload = shop["STRIDE-I-FLOW@user@upload"]
     assert upload.status is Status.MITIGATED
-    assert upload.applies_because == ["carries 'photos' (classification confidential)"]
+    assert upload.applies_because == [
+        "carries 'photos' (classification confidential)",
+        "source 'user': trust is 'untrusted'",
+    ]
     assert upload.mitigated_because == ["flow uses https"]
     classify = shop["STRIDE-I-FLOW@api@classify"]
     assert classify.status is Status.OPEN
     assert classify.unmitigated_because == ["flow is not encrypted"]
     spoof = shop["STRIDE-S-ENTITY@user"]
     assert spoof.status is Status.OPEN  # one of the user's flows (to anon) is not authenticated
-    assert spoof.applies_because == ["sends to 'api': is a process"]
+    assert spoof.applies_because == ["sends to 'api': is a process", "type is 'end-user'"]
     assert spoof.unmitigated_because == [
         "outgoing flow 'anon-call': flow is not authenticated and target 'anon' does not authenticate callers"
     ]
@@ -128,6 +131,93 @@ def test_noise_is_cut(shop: dict[str, Finding]) -> None:
     assert "LINDDUN-DD-STORE@audit" not in shop
 
 
+ZONES = """\
+name: zones
+boundaries:
+  - {id: internet, trust: untrusted}
+  - {id: cloud, trust: internal}
+  - {id: vpc-a, trust: internal, parent: cloud}
+  - {id: vpc-b, trust: internal, parent: cloud}
+  - {id: ml, trust: privileged, parent: cloud}
+data:
+  - {id: faces, classification: confidential, personal: true, data_subjects: 200, origin: user-supplied,
+     format: images, purpose: screening, retention: 30 days}
+  - {id: reports, classification: confidential, personal: true, data_subjects: 200, origin: user-supplied,
+     format: events, purpose: abuse handling, retention: 1 year}
+elements:
+  - {id: user, type: end-user, boundary: internet}
+  - {id: hub, type: public-dataset, boundary: internet}
+  - {id: api, type: api, boundary: vpc-a, authentication: oauth2, rate_limit: 10/second}
+  - {id: scorer, type: service, boundary: vpc-b}
+  - {id: plain, type: service, boundary: vpc-b}
+  - {id: clf, type: model, boundary: vpc-b, model: {outputs: labels}}
+  - {id: trainer, type: training-pipeline, boundary: ml}
+flows:
+  - {id: upload, from: user, to: api, data: [faces, reports], protocol: https}
+  - {id: score, from: api, to: scorer, data: [faces], protocol: grpcs}
+  - {id: legacy, from: api, to: plain, data: [faces], protocol: http}
+  - {id: classify, from: scorer, to: clf, data: [faces], protocol: grpcs}
+  - {id: feed, from: api, to: trainer, data: [reports], protocol: https}
+  - {id: download, from: hub, to: trainer, protocol: https}
+"""
+
+
+def test_flow_threats_need_a_trust_change_an_outside_end_or_no_encryption() -> None:
+    zones = findings_of(ZONES)
+    # Two internal VPCs, encrypted: no tampering, disclosure or flooding in transit to list.
+    assert not [fid for fid in zones if fid.startswith("STRIDE-") and fid.endswith("@api@score")]
+    # The same zones over plain HTTP: listed, and open.
+    assert zones["STRIDE-T-FLOW@api@legacy"].status is Status.OPEN
+    assert zones["STRIDE-I-FLOW@api@legacy"].status is Status.OPEN
+    # Internal to privileged changes trust: listed, mitigated by TLS.
+    assert zones["STRIDE-T-FLOW@api@feed"].status is Status.MITIGATED
+    assert zones["STRIDE-I-FLOW@api@feed"].mitigated_because == ["flow uses https"]
+    # Only a flow an untrusted actor sends on can be flooded from outside; a download is not such a flow.
+    assert [fid for fid in zones if fid.startswith("STRIDE-D-FLOW@")] == ["STRIDE-D-FLOW@user@upload"]
+    assert zones["STRIDE-T-FLOW@hub@download"].status is Status.MITIGATED
+
+
+def test_passive_sources_and_model_components_get_no_generic_process_threats() -> None:
+    zones = findings_of(ZONES)
+    # A public dataset sends nothing on its own: no spoofing, repudiation or flooding by it.
+    assert not [fid for fid in zones if fid.startswith(("STRIDE-S-ENTITY@hub", "STRIDE-R-ENTITY@hub"))]
+    assert "STRIDE-D-PROCESS@trainer" not in zones
+    spoofed = zones["STRIDE-S-PROCESS@trainer"]  # the api's feed is a caller; the download is not
+    assert spoofed.applies_because[0].startswith("incoming flow 'feed'")
+    assert not [reason for reason in spoofed.why if "download" in reason]
+    # Input manipulation of a model is the ML pack's evasion; the service around it keeps the baseline.
+    assert "STRIDE-T-PROCESS@clf" not in zones and "STRIDE-E-PROCESS@clf" not in zones
+    assert "STRIDE-T-PROCESS@scorer" in zones and "STRIDE-T-PROCESS@trainer" in zones
+
+
+def test_denial_of_service_is_listed_where_untrusted_load_enters() -> None:
+    guarded = findings_of(ZONES)
+    assert guarded["STRIDE-D-PROCESS@api"].status is Status.MITIGATED
+    assert "STRIDE-D-PROCESS@scorer" not in guarded  # behind the rate-limited api
+    unguarded = findings_of(ZONES.replace(", rate_limit: 10/second", ""))
+    assert unguarded["STRIDE-D-PROCESS@api"].status is Status.OPEN
+    scorer = unguarded["STRIDE-D-PROCESS@scorer"]
+    assert scorer.status is Status.OPEN
+    assert scorer.applies_because[0].startswith("reachable from untrusted 'user' via user → api → scorer, avoiding ")
+
+
+def test_privacy_threats_follow_what_the_element_does_with_personal_data() -> None:
+    zones = findings_of(ZONES)
+    # The scorer only passes images through; the api handles linkable report events.
+    assert "LINDDUN-L-PROCESS@scorer" not in zones and "LINDDUN-I-PROCESS@scorer" not in zones
+    assert "LINDDUN-L-PROCESS@api" in zones
+    # Transfers inside the organisation are covered at their ends; only the upload from outside is listed.
+    flows = {fid.split("@", 1)[1] for fid in zones if fid.startswith("LINDDUN-") and fid.count("@") == 2}
+    assert flows == {"user@upload"}
+    # Repurposing personal data for training needs a legal basis; consent recorded at collection counts.
+    assert zones["LINDDUN-NC-PROCESS@trainer"].status is Status.OPEN
+    consent = "rate_limit: 10/second, controls: [consent-management]}"
+    consented = findings_of(ZONES.replace("rate_limit: 10/second}", consent))
+    trainer = consented["LINDDUN-NC-PROCESS@trainer"]
+    assert trainer.status is Status.MITIGATED
+    assert trainer.mitigated_because[-1] == "upstream 'api' (declares control 'consent-management') via api → trainer"
+
+
 def test_no_privacy_findings_without_personal_data() -> None:
     text = SHOP.replace("personal: true, data_subjects: 5000,", "")
     findings = findings_of(text)
@@ -140,8 +230,8 @@ def test_mitigated_by_declared_controls(shop: dict[str, Finding]) -> None:
     assert shop["STRIDE-S-PROCESS@api"].mitigated_because == ["authenticates callers (oauth2)"]
     assert shop["STRIDE-R-PROCESS@api"].mitigated_because == ["logging is 'central'"]
     assert shop["STRIDE-D-PROCESS@api"].status is Status.MITIGATED
-    # clf is reached only through the rate-limited api: every chain from the internet is guarded.
-    assert shop["STRIDE-D-PROCESS@clf"].status is Status.MITIGATED
+    # Untrusted load enters at the rate-limited api; clf, reached only through it, gets no finding of its own.
+    assert "STRIDE-D-PROCESS@clf" not in shop
     assert shop["STRIDE-D-PROCESS@anon"].status is Status.OPEN
     db = shop["STRIDE-I-STORE@db"]
     assert db.status is Status.MITIGATED
@@ -185,9 +275,9 @@ def test_privacy_violation_from_data_subjects_only_for_disclosure_threats() -> N
     assert context.scores["privacy_violation"] == privacy_violation_for(5000)
     assert context.reasons["privacy_violation"] == "personal data about 5,000 people"
     # A tampering threat cannot disclose personal data, whatever the element holds.
-    tampering = risk_context(graph, findings["STRIDE-T-PROCESS@clf"])
-    assert tampering.scores["privacy_violation"] == 0
-    assert tampering.reasons["privacy_violation"] == "the threat discloses no personal data"
+    tampering = risk_context(graph, findings["STRIDE-T-PROCESS@api"])
+    assert tampering.scores["privacy_violation"] is None
+    assert tampering.reasons["privacy_violation"] == "does not apply: the threat discloses no personal data"
     # Baseline threats carry no business estimate: the technical impact is the one used.
     finding = findings["LINDDUN-DD-STORE@db"]
     factors = RiskFactors.from_vector(finding.rating_vector)
@@ -229,14 +319,46 @@ def test_business_impact_per_threat_capped_by_the_system() -> None:
         == "capped at the system's declared reputation damage (5)"
     )
     outage = findings["BIZ-OUTAGE@db"]
-    # An outage discloses nothing: PV 0, and the business impact (all four known) is used.
-    assert outage.rating_vector.endswith("FD:3/RD:3/NC:2/PV:0")
-    assert outage.impact == pytest.approx((3 + 3 + 2 + 0) / 4)
+    # An outage discloses nothing: privacy violation does not apply, the business impact is FD, RD, NC.
+    assert outage.rating_vector.endswith("FD:3/RD:3/NC:2")
+    assert outage.impact == pytest.approx((3 + 3 + 2) / 3)
     # Without caps, the catalog's estimates stand.
     free = {f.id: f for f in run_engine(parse_system(SHOP), pack).findings}
     assert free["BIZ-LEAK@db"].rating_vector.endswith("FD:7/RD:9/NC:5/PV:7")
     audit = findings["BIZ-OUTAGE@audit"]
-    assert audit.rating_vector.endswith("PV:0")
+    assert "PV" not in audit.rating_vector
+
+
+PINNED_PACK = """\
+catalog: pin
+version: "1"
+threats:
+  - id: PIN-SCORES
+    title: Model scores read from the store
+    description: Scores about the system leave; nothing about people.
+    targets: [data-store]
+    stride: [I]
+    risk: {SL: 5, M: 5, O: 5, S: 5, ED: 5, EE: 5, A: 5, ID: 5, LC: 2, LI: 1, LAV: 1, LAC: 1, FD: 1, RD: 1, NC: 2, PV: 0}
+  - id: PIN-RECORDS
+    title: Records read from the store
+    description: Records about people leave.
+    targets: [data-store]
+    stride: [I]
+    risk: {SL: 5, M: 5, O: 5, S: 5, ED: 5, EE: 5, A: 5, ID: 5, LC: 7, LI: 1, LAV: 1, LAC: 1, FD: 1, RD: 1, NC: 2}
+"""
+
+
+def test_a_disclosure_threat_that_pins_pv_to_zero_discloses_no_personal_data() -> None:
+    info, threats = parse_pack(PINNED_PACK, "pin.yaml", shipped=False)
+    system = parse_system(SHOP)
+    graph = SystemGraph(system)
+    findings = {f.id: f for f in run_engine(system, Catalog(threats, [info]), graph=graph).findings}
+    pinned = risk_context(graph, findings["PIN-SCORES@db"])
+    assert pinned.scores["privacy_violation"] is None
+    assert pinned.reasons["privacy_violation"] == "does not apply: the threat discloses no personal data"
+    assert findings["PIN-SCORES@db"].rating_vector.endswith("FD:1/RD:1/NC:2")
+    # Without the pin, the same disclosure of db (5,000 people's photos) takes PV from the data subjects.
+    assert findings["PIN-RECORDS@db"].rating_vector.endswith("FD:1/RD:1/NC:2/PV:7")
 
 
 def test_rating_matches_the_risk_module() -> None:

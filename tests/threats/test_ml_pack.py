@@ -9,12 +9,14 @@ controls, which must not fire at all, and that changing the system moves them as
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pytest
 
+from modelward.core.severity import Severity
 from modelward.system.lint import lint_system
 from modelward.system.loader import load_system
 from modelward.system.model import System
@@ -292,6 +294,131 @@ def test_findings_explain_themselves(register: Register) -> None:
     assert any("uploaded-images" in r for r in multimodal.applies_because)
     crowd = found["ML-POISON-CROWDSOURCED-LABELS@moderation-model"]
     assert any("labeling-tool" in r and "label-review" in r for r in crowd.mitigated_because)
+
+
+def test_register_has_a_reviewers_size_and_spread(register: Register) -> None:
+    assert 120 <= len(register.findings) <= 200
+    still_open = [f for f in register.findings if f.status.is_open]
+    by_severity = Counter(f.severity for f in still_open)
+    critical = {f.id for f in still_open if f.severity is Severity.CRITICAL}
+    assert 1 <= len(critical) <= 12, sorted(critical)
+    # What a reviewer escalates: code execution through the pickle artifact, and prompt injection of the
+    # moderation LLM that can remove posts and write statements of reasons the uploader reads.
+    assert {
+        "ML-UNSAFE-ARTIFACT@legacy-caption-model",
+        "LLM-PROMPT-INJECTION-INDIRECT@moderation-llm",
+        "LLM-PROMPT-INJECTION-MULTIMODAL@moderation-llm",
+    } <= critical
+    assert not [fid for fid in critical if fid.startswith(("STRIDE-", "LINDDUN-"))]
+    # Most open findings are high, medium or low, and each of those levels is used.
+    assert min(by_severity[s] for s in (Severity.HIGH, Severity.MEDIUM, Severity.LOW)) >= 5
+    assert by_severity[Severity.CRITICAL] < by_severity[Severity.HIGH] < len(still_open) / 2
+
+
+def test_severity_follows_each_threats_business_harm(register: Register) -> None:
+    found = register.by_id()
+    # Systematic integrity failures of the screening models: brand damage; privacy violation does not apply.
+    for finding_id in (
+        "ML-EVASION-BLACKBOX-SCORE@moderation-model",
+        "ML-EVASION-TRANSFER@moderation-model",
+        "ML-POISON-TELEMETRY@moderation-model",
+        "LLM-EXCESSIVE-AGENCY@moderation-llm",
+    ):
+        assert found[finding_id].severity is Severity.CRITICAL, finding_id
+    # Report flooding is bounded by review: cheaper to the business, so high, not critical.
+    assert found["ML-POISON-USER-REPORTS@moderation-model"].severity is Severity.HIGH
+    assert found["ML-EVASION-BLACKBOX-SCORE@moderation-model"].rating_vector.endswith("FD:7/RD:9/NC:5")
+    # Reconnaissance, leaked scores and cost abuse cost little, and disclose nothing about people.
+    for finding_id in (
+        "ML-OUTPUT-RECON@moderation-model",
+        "ML-CONFIDENCE-DISCLOSURE@moderation-model",
+        "ML-EXTRACTION@moderation-model",
+        "ML-COST-HARVESTING@moderation-service",
+    ):
+        assert found[finding_id].severity <= Severity.MEDIUM, finding_id
+    assert found["ML-OUTPUT-RECON@moderation-model"].rating_vector.endswith("FD:1/RD:1/NC:2")
+    # Code execution in the inference VPC reads what the caption model handles: 40 million people's captions.
+    assert found["ML-UNSAFE-ARTIFACT@legacy-caption-model"].rating_vector.endswith("FD:7/RD:5/NC:5/PV:9")
+
+
+def test_the_systems_business_impact_caps_every_estimate(system: System) -> None:
+    caps = system.business_impact
+    assert caps is not None
+    assert (caps.financial_damage, caps.reputation_damage, caps.non_compliance) == (7, 9, 7)
+
+    def frugal(s: System) -> None:
+        assert s.business_impact is not None
+        s.business_impact.financial_damage = 3
+
+    found = ml_register(_modified(system, frugal))
+    assert found["ML-EVASION-BLACKBOX-SCORE@moderation-model"].rating_vector.endswith("FD:3/RD:9/NC:5")
+    assert found["ML-OUTPUT-RECON@moderation-model"].rating_vector.endswith("FD:1/RD:1/NC:2")  # under the cap
+
+
+def test_baselines_list_only_what_a_reviewer_would(register: Register) -> None:
+    ids = set(register.by_id())
+
+    def on(threat: str) -> set[str]:
+        return {fid.split("@", 1)[1] for fid in ids if fid.startswith(threat + "@")}
+
+    # Flooding a flow needs an untrusted sender; hops between the system's own components are not listed.
+    assert on("STRIDE-D-FLOW") == {"user@upload", "user@report-and-share"}
+    internal = (
+        "moderation-service@classify",
+        "upload-api@screen",
+        "moderation-actions@takedown",
+        "training-pipeline@publish",
+    )
+    for flow in internal:
+        assert not [fid for fid in ids if fid.startswith(("STRIDE-", "LINDDUN-")) and fid.endswith("@" + flow)], flow
+    # ... but the plain-HTTP bucket read across the VPC peering link is, and it is open.
+    for threat in ("STRIDE-T-FLOW", "STRIDE-I-FLOW"):
+        assert register.by_id()[f"{threat}@image-store@telemetry-images"].status is Status.OPEN
+    # Privacy threats in transit: transfers to or from a party outside the organisation.
+    transfers = {fid.split("@", 1)[1] for fid in ids if fid.startswith("LINDDUN-") and fid.count("@") == 2}
+    assert transfers == {"user@upload", "user@report-and-share", "labeling-tool@label-tasks"}
+    # Components that only pass images through do not link or identify people; the telemetry job does.
+    for element in ("moderation-model", "legacy-caption-model", "moderation-service"):
+        assert not on("LINDDUN-L-PROCESS") & {element} and not on("LINDDUN-I-PROCESS") & {element}, element
+    assert "telemetry-service" in on("LINDDUN-L-PROCESS")
+    # Non-repudiation only where an individual acts; public sources the pipeline pulls from do not act.
+    assert {fid for fid in ids if fid.startswith("LINDDUN-NR-")} == {
+        "LINDDUN-NR-FLOW@user@upload",
+        "LINDDUN-NR-FLOW@user@report-and-share",
+        "LINDDUN-NR-PROCESS@upload-api",
+        "LINDDUN-NR-STORE@moderation-logs",
+    }
+    assert on("STRIDE-R-ENTITY") == on("STRIDE-S-ENTITY") == {"user", "crowd-labelers", "trust-safety-team"}
+    # Input manipulation of model components is rated by the ML and LLM packs, not the generic baseline.
+    for threat in ("STRIDE-T-PROCESS", "STRIDE-I-PROCESS", "STRIDE-E-PROCESS"):
+        assert not on(threat) & {"moderation-model", "legacy-caption-model", "moderation-llm"}, threat
+    # Denial of service where the load enters: the rate-limited public API.
+    assert on("STRIDE-D-PROCESS") == {"upload-api"} and on("STRIDE-D-STORE") == set()
+
+
+def test_declared_controls_mitigate_baseline_threats(register: Register) -> None:
+    found = register.by_id()
+    expected = {
+        "STRIDE-D-PROCESS@upload-api": "rate_limit is '120/minute'",
+        "STRIDE-R-PROCESS@moderation-actions": "declares control 'audit-logging'",
+        "STRIDE-R-PROCESS@training-pipeline": "declares control 'audit-logging'",
+        "STRIDE-T-STORE@training-data": "declares control 'data-provenance'",
+        "STRIDE-T-STORE@image-store": "declares control 'backups'",
+        "LINDDUN-NC-STORE@training-data": "upstream 'upload-api' (declares control 'consent-management')",
+        "LINDDUN-NC-PROCESS@training-pipeline": "upstream 'upload-api' (declares control 'consent-management')",
+    }
+    for finding_id, reason in expected.items():
+        finding = found[finding_id]
+        assert finding.status is Status.MITIGATED, finding_id
+        assert any(r.startswith(reason) for r in finding.mitigated_because), (finding_id, finding.mitigated_because)
+
+
+def test_every_reason_is_a_short_statement(register: Register) -> None:
+    for finding in register.findings:
+        assert finding.applies_because, finding.id
+        for reason in finding.why:
+            assert 0 < len(reason) <= 250, (finding.id, reason)
+            assert not re.search(r"\w=|\w\(\w+=|ElementType\.|TrustLevel\.|<\w", reason), (finding.id, reason)
 
 
 def test_triage_decisions_apply_without_orphans(register: Register) -> None:

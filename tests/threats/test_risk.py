@@ -106,8 +106,15 @@ class TestRating:
         assert rating.impact_level is Level.HIGH
         assert rating.severity is Severity.HIGH
 
-    def test_partial_business_impact_is_not_known(self) -> None:
+    def test_business_impact_without_privacy_violation_is_the_mean_of_three(self) -> None:
         factors = merge(uniform(7, 7), RiskFactors(financial_damage=1, reputation_damage=1, non_compliance=2))
+        rating = rate(factors)
+        assert rating.business_impact == pytest.approx(4 / 3)
+        assert rating.impact_basis == "business"
+        assert rating.severity is Severity.MEDIUM
+
+    def test_partial_business_impact_is_not_known(self) -> None:
+        factors = merge(uniform(7, 7), RiskFactors(financial_damage=1, reputation_damage=1, privacy_violation=3))
         rating = rate(factors)
         assert rating.business_impact is None
         assert rating.impact_basis == "technical"

@@ -54,7 +54,7 @@ class EngineResult:
 class RiskContext:
     """Factors the system itself determines for one finding, each with the reason it was chosen."""
 
-    scores: dict[str, int]
+    scores: dict[str, int | None]  # None: the factor does not apply (it removes a catalog default)
     reasons: dict[str, str]
 
 
@@ -155,7 +155,13 @@ def exposure_size(graph: SystemGraph, element_id: str) -> tuple[int, str]:
 
 
 def discloses_personal_data(threat: Threat) -> bool:
-    """Whether a threat can expose personal data: a privacy (LINDDUN) or disclosure (STRIDE I) threat."""
+    """Whether a threat can expose personal data: a privacy (LINDDUN) or disclosure (STRIDE I) threat.
+
+    A catalog entry that pins ``PV: 0`` says it cannot: it discloses information about the system
+    (model outputs, weights, a system prompt), not about people.
+    """
+    if threat.risk_factors.privacy_violation == 0:
+        return False
     return bool(threat.linddun) or "I" in threat.stride
 
 
@@ -181,17 +187,18 @@ def risk_context(graph: SystemGraph, finding: Finding, exposure: _Exposure | Non
 
     Business impact is per threat: the catalog's FD/RD/NC estimate for the threat, capped by the
     system's declared ``business_impact`` (the worst this system can cost). PV is derived from the
-    data subjects involved, and is 0 for threats that cannot disclose personal data. When a threat
-    has no business estimate, the business impact stays unknown and the technical impact is used.
+    data subjects involved (0 when none is personal), and does not apply (left unset, even if the
+    catalog pins it) for threats that cannot disclose personal data. When a threat has no business
+    estimate, the business impact stays unknown and the technical impact is used.
     """
     if exposure is None:
         exposure = _exposure(graph, finding.element, finding.flow)
-    scores: dict[str, int] = {"size": exposure.size}
+    scores: dict[str, int | None] = {"size": exposure.size}
     reasons: dict[str, str] = {"size": exposure.size_why}
     threat = finding.threat
     if not discloses_personal_data(threat):
-        scores["privacy_violation"] = 0
-        reasons["privacy_violation"] = "the threat discloses no personal data"
+        scores["privacy_violation"] = None
+        reasons["privacy_violation"] = "does not apply: the threat discloses no personal data"
     elif exposure.largest_subjects is None:
         scores["privacy_violation"] = 0
         reasons["privacy_violation"] = "no personal data involved"
@@ -223,9 +230,9 @@ class _Rater:
         """Start with no ratings."""
         self._ratings: dict[_Key, tuple[RiskRating, str]] = {}
 
-    def rate(self, *layers: Mapping[str, int]) -> tuple[RiskRating, str]:
-        """The rating of the merged layers (later layers win) and its calculator vector."""
-        merged: dict[str, int] = {}
+    def rate(self, *layers: Mapping[str, int | None]) -> tuple[RiskRating, str]:
+        """The rating of the merged layers (later layers win; None unsets) and its calculator vector."""
+        merged: dict[str, int | None] = {}
         for layer in layers:
             merged.update(layer)
         key = tuple(map(merged.get, _NAMES))

@@ -279,6 +279,8 @@ FACTORS_BY_ABBREVIATION: MappingProxyType[str, Factor] = MappingProxyType({f.abb
 LIKELIHOOD: tuple[Factor, ...] = FACTORS[:8]
 TECHNICAL: tuple[Factor, ...] = FACTORS[8:12]
 BUSINESS: tuple[Factor, ...] = FACTORS[12:]
+#: The business factors every threat has; privacy violation applies only where personal data can be touched.
+BUSINESS_CORE: tuple[Factor, ...] = FACTORS[12:15]
 
 #: A factor score: an integer 0-9, or None when unknown.
 Score = Annotated[int | None, Field(ge=0, le=9)]
@@ -435,11 +437,21 @@ def _mean(factors: RiskFactors, group: tuple[Factor, ...]) -> float:
     return sum(int(getattr(factors, f.name)) for f in group) / len(group)
 
 
+def _business_impact(factors: RiskFactors) -> float | None:
+    """Mean of the business factors that apply; None unless FD, RD and NC are all known."""
+    if factors.missing(BUSINESS_CORE):
+        return None
+    applying = BUSINESS if factors.privacy_violation is not None else BUSINESS_CORE
+    return _mean(factors, applying)
+
+
 def rate(factors: RiskFactors) -> RiskRating:
     """Rate factors the OWASP way.
 
     Needs all 8 likelihood and all 4 technical factors (ValueError naming the missing ones). Uses the
-    business impact when all 4 business factors are set, else the technical impact.
+    business impact when financial, reputation and non-compliance damage are all set, else the
+    technical impact. Privacy violation joins the business mean when set; it is left unset for a
+    threat that cannot touch personal data, where it does not apply (rather than counting as 0).
     """
     missing = factors.missing(LIKELIHOOD + TECHNICAL)
     if missing:
@@ -447,7 +459,7 @@ def rate(factors: RiskFactors) -> RiskRating:
         raise ValueError(f"cannot rate risk: missing factor{'s' if len(missing) > 1 else ''} {names}")
     likelihood = _mean(factors, LIKELIHOOD)
     technical = _mean(factors, TECHNICAL)
-    business = None if factors.missing(BUSINESS) else _mean(factors, BUSINESS)
+    business = _business_impact(factors)
     impact = technical if business is None else business
     likelihood_level = level_of(likelihood)
     impact_level = level_of(impact)
