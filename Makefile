@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 EXAMPLE := examples/content-moderation
 REPORT := reports/content-moderation
 
-.PHONY: demo test lint typecheck security unit graphviz bench clean
+.PHONY: demo test lint typecheck security unit graphviz bench schemas clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test: lint typecheck security unit
 bench: $(VENV)/.dev
 	$(PIP) install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/threats/bench_threats.py
+
+# Regenerate the published JSON Schemas (a test fails when they drift from the code).
+schemas: $(VENV)/.demo
+	for what in system triage report; do $(VENV)/bin/modelward schema $$what -o schemas/$$what.schema.json; done
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .mypy_cache .ruff_cache

@@ -204,3 +204,16 @@ def test_audit_with_unknown_check_is_a_usage_error(system_copy: Path, tmp_path: 
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = modelward("audit", str(system_copy), "--out", str(tmp_path / "r"))
     assert_clean_error(result, 2, "unknown check 'design.safe_model_artifact'", "did you mean")
+
+
+def test_published_schemas_are_up_to_date() -> None:
+    for what in ("system", "triage", "report"):
+        published = json.loads((ROOT / "schemas" / f"{what}.schema.json").read_text(encoding="utf-8"))
+        assert published == json.loads(modelward("schema", what).stdout), f"regenerate schemas/{what}.schema.json"
+
+
+def test_unwritable_output_is_a_clean_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    result = modelward("threats", str(SCENARIO), "-f", "json", "-o", str(blocker / "out.json"))
+    assert_clean_error(result, 2, "file.txt")

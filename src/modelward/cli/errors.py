@@ -31,11 +31,15 @@ def run_guarded(command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         for line in str(exc).splitlines():
             click.echo(f"error: {line}", err=True)
         sys.exit(exc.exit_code or EXIT_USAGE)
+    except BrokenPipeError:
+        sys.exit(0)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(0)
     except Exception as exc:
         if os.environ.get("MODELWARD_DEBUG"):
             traceback.print_exc()

@@ -236,7 +236,7 @@ class Finding:
     @property
     def why(self) -> list[str]:
         """Why it applies and why it is, or is not, mitigated, in reading order."""
-        return [*self.applies_because, *self.mitigated_because, *self.unmitigated_because]
+        return list(dict.fromkeys([*self.applies_because, *self.mitigated_because, *self.unmitigated_because]))
 
 
 @dataclass
