@@ -26,6 +26,7 @@ from modelward.report.common import (
     open_severity_by_flow,
 )
 from modelward.system.model import Boundary, Element, Flow, System
+from modelward.system.references import nested_in_itself
 from modelward.system.vocabulary import DfdKind, TrustLevel
 from modelward.threats.model import Register
 
@@ -115,9 +116,10 @@ class _Tree:
 
 def _tree(system: System) -> _Tree:
     known = {b.id: b for b in system.boundaries}
+    parents = {b.id: b.parent for b in system.boundaries}
     tree = _Tree()
     for boundary in system.boundaries:
-        parent = boundary.parent if boundary.parent in known and not _cyclic(boundary, known) else None
+        parent = boundary.parent if boundary.parent in known and not nested_in_itself(boundary.id, parents) else None
         tree.children.setdefault(parent, []).append(boundary)
     for element in system.elements:
         home = element.boundary if element.boundary in known else None
@@ -131,17 +133,6 @@ def _tree(system: System) -> _Tree:
             parent = known[current].parent
             current = parent if parent in known else None
     return tree
-
-
-def _cyclic(boundary: Boundary, known: dict[str, Boundary]) -> bool:
-    seen = {boundary.id}
-    current = boundary.parent
-    while current is not None and current in known:
-        if current in seen:
-            return True
-        seen.add(current)
-        current = known[current].parent
-    return False
 
 
 def _walk(tree: _Tree, parent: str | None, depth: int) -> Iterator[tuple[str, Boundary | Element, int]]:

@@ -22,6 +22,7 @@ from modelward.core.severity import Severity
 from modelward.report.common import sorted_findings
 from modelward.report.dfd import BOUNDARY_COLOURS
 from modelward.system.model import Boundary, Element, Flow, System
+from modelward.system.references import nested_in_itself
 from modelward.system.vocabulary import DfdKind
 from modelward.threats.model import Finding, Register, Status
 
@@ -102,10 +103,11 @@ class _Box:
 def _layout(system: System) -> dict[tuple[str, str], tuple[int, int, int, int]]:
     """Absolute (x, y, width, height) of every element and non-empty boundary."""
     known = {b.id: b for b in system.boundaries}
+    parents = {b.id: b.parent for b in system.boundaries}
     children: dict[str | None, list[Boundary]] = {}
     members: dict[str | None, list[Element]] = {}
     for boundary in system.boundaries:
-        parent = boundary.parent if boundary.parent in known and not _cyclic(boundary, known) else None
+        parent = boundary.parent if boundary.parent in known and not nested_in_itself(boundary.id, parents) else None
         children.setdefault(parent, []).append(boundary)
     for element in system.elements:
         members.setdefault(element.boundary if element.boundary in known else None, []).append(element)
@@ -144,17 +146,6 @@ def _layout(system: System) -> dict[tuple[str, str], tuple[int, int, int, int]]:
 
     root = pack(None, True)
     return {(kind, ident): (x + _ORIGIN, y + _ORIGIN, w, h) for kind, ident, x, y, w, h in root.items}
-
-
-def _cyclic(boundary: Boundary, known: dict[str, Boundary]) -> bool:
-    seen = {boundary.id}
-    current = boundary.parent
-    while current is not None and current in known:
-        if current in seen:
-            return True
-        seen.add(current)
-        current = known[current].parent
-    return False
 
 
 # --- threats -----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -104,18 +104,22 @@ def _unknown(path: Path, refs: list[str], known: set[str], what: str) -> list[Pr
     return [Problem((*path, j), f"unknown {what} {ref!r}") for j, ref in enumerate(refs) if ref not in known]
 
 
+def nested_in_itself(boundary_id: str, parents: Mapping[str, str | None]) -> bool:
+    """Whether following ``parent`` links from a boundary leads back to a boundary already seen."""
+    seen = {boundary_id}
+    current = parents.get(boundary_id)
+    while current is not None and current in parents:
+        if current in seen:
+            return True
+        seen.add(current)
+        current = parents[current]
+    return False
+
+
 def _boundary_cycles(system: System) -> list[Problem]:
     parents = {b.id: b.parent for b in system.boundaries}
-    problems = []
-    for i, boundary in enumerate(system.boundaries):
-        seen = {boundary.id}
-        current = boundary.parent
-        while current is not None and current in parents:
-            if current in seen:
-                problems.append(
-                    Problem(("boundaries", i, "parent"), f"boundary {boundary.id!r} is nested in itself (cycle)")
-                )
-                break
-            seen.add(current)
-            current = parents[current]
-    return problems
+    return [
+        Problem(("boundaries", i, "parent"), f"boundary {boundary.id!r} is nested in itself (cycle)")
+        for i, boundary in enumerate(system.boundaries)
+        if nested_in_itself(boundary.id, parents)
+    ]
