@@ -24,7 +24,7 @@ from modelward.report.dfd import BOUNDARY_COLOURS
 from modelward.system.model import Boundary, Element, Flow, System
 from modelward.system.references import nested_in_itself
 from modelward.system.vocabulary import DfdKind
-from modelward.threats.model import Finding, Register, Status
+from modelward.threats.model import STRIDE_NAMES, Finding, Register, Status
 
 __all__ = ["THREAT_DRAGON_VERSION", "cell_id", "render_threat_dragon", "threat_dragon_model"]
 
@@ -32,14 +32,7 @@ __all__ = ["THREAT_DRAGON_VERSION", "cell_id", "render_threat_dragon", "threat_d
 THREAT_DRAGON_VERSION = "2.4.0"
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/modelward/modelward#threat-dragon")
 
-_STRIDE_TYPES = {
-    "S": "Spoofing",
-    "T": "Tampering",
-    "R": "Repudiation",
-    "I": "Information disclosure",
-    "D": "Denial of service",
-    "E": "Elevation of privilege",
-}
+_STRIDE_TYPES = STRIDE_NAMES  # Threat Dragon uses the same category names
 _LINDDUN_TYPES = {
     "L": "Linkability",
     "I": "Identifiability",
