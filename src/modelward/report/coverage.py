@@ -2,8 +2,9 @@
 
 Each cell counts the findings on that element (or flow) tagged with that category, split into
 open, mitigated and otherwise closed (accepted, transferred, ...). Cells where the classic
-per-element tables expect a category but the register holds no finding are marked as gaps,
-so a reviewer sees at a glance which parts of the diagram nothing has looked at.
+per-element tables expect a category but the register holds no finding are shown as ``n/a``:
+with the shipped catalog that means the category was evaluated and its conditions did not hold;
+with a narrower catalog it can also mean nothing covers it.
 """
 
 from __future__ import annotations
@@ -85,9 +86,9 @@ class Cell:
 
     @property
     def text(self) -> str:
-        """Compact display: ``open/mitigated`` (plus ``+closed``), ``·`` for empty, ``gap`` for a gap."""
+        """Compact display: ``open/mitigated`` (plus ``+closed``), ``·`` for empty, ``n/a`` for a gap."""
         if self.total == 0:
-            return "gap" if self.expected else "·"
+            return "n/a" if self.expected else "·"
         text = f"{self.open}/{self.mitigated}"
         return text + (f"+{self.closed}" if self.closed else "")
 
@@ -172,7 +173,7 @@ def _count(cell: Cell, finding: Finding) -> None:
 
 
 def render_markdown(matrix: CoverageMatrix) -> str:
-    """The matrix as a GitHub-flavoured Markdown table (cells: ``open/mitigated``, ``gap``, ``·``)."""
+    """The matrix as a GitHub-flavoured Markdown table (cells: ``open/mitigated``, ``n/a``, ``·``)."""
     header = ["Element / flow", *(f"{c.framework[0].upper()}:{c.code}" for c in matrix.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in matrix.rows:
