@@ -172,8 +172,10 @@ def _threat(finding: Finding, number: int) -> dict[str, Any]:
     score = f"OWASP {finding.severity.value}: likelihood {finding.likelihood:.1f}, impact {finding.impact:.1f}"
     if finding.rating_vector:
         score += f" ({finding.rating_vector})"
+    uid = cell_id("threat", finding.id)
     return {
-        "id": cell_id("threat", finding.id),
+        "id": uid,
+        "threatId": uid,  # the v2 schema's name for the threat's UUID; older readers use "id"
         "title": threat.title,
         "status": _STATUS[finding.status],
         "severity": _SEVERITY[finding.severity],
