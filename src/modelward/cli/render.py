@@ -333,10 +333,13 @@ def print_diff(difference: RegisterDiff, fmt: str) -> None:
         return
     console = _console()
     for (name, rows), style in zip(sections, ("red", "green", "yellow"), strict=True):
+        if not rows:
+            continue
         table = Table(title=f"{name} ({len(rows)})", title_style=style)
         for column in ("finding", "severity", "status", "detail"):
             table.add_column(column, overflow="fold")
         for row in rows:
             table.add_row(*row)
         console.print(table)
-    console.print(f"{len(difference.unchanged)} unchanged")
+    counts = ", ".join(f"{len(rows)} {name}" for name, rows in sections)
+    console.print(f"{counts}, {len(difference.unchanged)} unchanged")
