@@ -217,3 +217,35 @@ def test_unwritable_output_is_a_clean_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     result = modelward("threats", str(SCENARIO), "-f", "json", "-o", str(blocker / "out.json"))
     assert_clean_error(result, 2, "file.txt")
+
+
+def test_markup_and_injection_in_names_never_break_output(tmp_path: Path) -> None:
+    hostile = "[/] [bold red]x[/] <img src=x onerror=alert(1)> =cmd|' /C calc'!A0 %%{init: {}}%%"
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "modelward.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": hostile,
+                "data": [{"id": "d", "personal": True, "data_subjects": 10, "classification": "confidential"}],
+                "elements": [
+                    {"id": "user", "type": "end-user", "name": hostile},
+                    {"id": "m", "type": "model", "name": hostile, "model": {"outputs": "scores", "trained_on": ["d"]}},
+                ],
+                "flows": [{"from": "user", "to": "m", "data": ["d"], "name": hostile}],
+                "requirements": [{"id": "r", "check": "design.score_exposure", "description": hostile}],
+            }
+        )
+    )
+    audit = modelward("audit", str(folder), "--out", str(tmp_path / "r"))
+    assert audit.returncode == 1, audit.stderr  # the requirement fails; nothing crashes
+    assert "[bold red]x[/]" in audit.stdout  # shown literally, not interpreted as markup
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "<img src=x" not in html and "&lt;img src=x" in html
+    csv_text = (tmp_path / "r" / "findings.csv").read_text()
+    assert "=cmd|" not in csv_text.replace("'=cmd|", "")  # formula cells are neutralised
+    mermaid = (tmp_path / "r" / "dfd.mmd").read_text()
+    assert "%%{init" not in mermaid
+    for fmt in ("table", "mermaid", "dot", "md"):
+        result = modelward("threats", str(folder), "-f", fmt)
+        assert result.returncode == 0, (fmt, result.stderr)

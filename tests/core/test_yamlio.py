@@ -65,6 +65,9 @@ def test_anchors_and_aliases_are_shared_values() -> None:
     [
         ("a: 1\n---\nb: 2\n", "one YAML document"),
         ("a: *nowhere\n", "nowhere"),
+        ("a: 1\nday: 2020-02-30\n", "invalid timestamp value '2020-02-30'"),
+        ("a: !!int abc\n", "invalid int value 'abc'"),
+        ("a: !!float abc\n", "invalid float value 'abc'"),
         ("? {k: v}\n: x\n", "mapping keys must be plain values"),
         ("a: " + "[" * 150 + "]" * 150 + "\n", "nested too deeply"),
     ],

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 from conftest import make_register, make_system
-
 from modelward.report.coverage import COLUMNS, EXPECTED, CoverageMatrix, Row, coverage_matrix, render_markdown
+from modelward.system.loader import parse_system
 from modelward.system.vocabulary import DfdKind
+from modelward.threats.catalog import load_catalog
+from modelward.threats.register import build_register
 
 
 def _rows() -> tuple[CoverageMatrix, dict[str, Row]]:
@@ -69,3 +71,23 @@ def test_markdown_rendering_escapes_labels() -> None:
     assert "\\<script\\>" in text and "<script>" not in text
     for line in lines:  # 1 label + 13 category cells, unescaped pipes only
         assert len(re.split(r"(?<!\\)\|", line)) == 16, line
+
+
+def test_flow_scope_matches_the_engine() -> None:
+    system = parse_system(
+        """\
+name: scope
+data: [{id: d, personal: true, data_subjects: 10, classification: confidential}]
+elements:
+  - {id: old, type: service, in_scope: false}
+  - {id: api, type: api}
+  - {id: gone, type: database, in_scope: false}
+flows:
+  - {id: half, from: old, to: api, data: [d]}
+  - {id: none, from: old, to: gone, data: [d]}
+"""
+    )
+    matrix = coverage_matrix(system, build_register(system, load_catalog()))
+    rows = {row.id: row for row in matrix.rows}
+    assert rows["half"].in_scope  # one end in scope: analysed by the engine, so in scope here too
+    assert not rows["none"].in_scope

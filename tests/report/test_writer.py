@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_evidence, make_register, make_system
 
+from conftest import make_evidence, make_register, make_system
+from modelward.core import files
 from modelward.core.errors import ModelwardError
 from modelward.report import writer
 from modelward.report.json_report import validate_report
@@ -100,7 +101,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: p
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(ModelwardError, match="No space left"):
         write_report(tmp_path, make_system(), make_register(), formats=("json",))
     assert (tmp_path / "report.json").read_text(encoding="utf-8") == "old"

@@ -136,6 +136,13 @@ def test_boundary_cycle_is_an_error() -> None:
     assert "cycle" in str(error_of(text))
 
 
+def test_boundaries_nested_too_deep_are_refused() -> None:
+    boundaries = "\n".join(f"  - {{id: b{i}, parent: b{i - 1}}}" if i else "  - {id: b0}" for i in range(40))
+    error = error_of(f"name: deep\nboundaries:\n{boundaries}\n")
+    assert "nested 33 deep (at most 32)" in str(error)
+    assert error.field == "boundaries[32].parent"
+
+
 def test_self_flow_and_duplicate_default_flow_id() -> None:
     assert "to itself" in str(error_of(SMALL.replace("{from: user, to: api,", "{from: api, to: api,")))
     doubled = SMALL + "  - {from: user, to: api}\n"

@@ -285,6 +285,17 @@ def test_privacy_violation_from_data_subjects_only_for_disclosure_threats() -> N
     assert finding.impact == pytest.approx(factors.rate().technical_impact)
 
 
+def test_personal_data_without_a_count_leaves_privacy_violation_unknown() -> None:
+    system = parse_system(SHOP.replace(" data_subjects: 5000,", ""))
+    assert all(a.data_subjects is None for a in system.data if a.personal)
+    graph = SystemGraph(system)
+    findings = {f.id: f for f in run_engine(system, STRIDE_AND_LINDDUN, graph=graph).findings}
+    context = risk_context(graph, findings["LINDDUN-DD-STORE@db"])
+    assert context.scores["privacy_violation"] is None
+    assert context.reasons["privacy_violation"] == "unknown: personal data without a number of data subjects"
+    assert "PV" not in findings["LINDDUN-DD-STORE@db"].rating_vector
+
+
 BUSINESS_PACK = """\
 catalog: biz
 version: "1"

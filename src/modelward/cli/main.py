@@ -13,7 +13,9 @@ import click
 from modelward import __version__
 from modelward.cli.errors import run_guarded
 from modelward.core.errors import EXIT_FINDINGS, EXIT_OK
+from modelward.core.files import write_text_atomic
 from modelward.core.severity import Severity
+from modelward.threats.model import Status
 
 FORMATS = ("table", "md", "html", "json", "sarif", "csv", "mermaid", "dot", "threat-dragon")
 SEVERITIES = [s.value for s in Severity] + ["never"]
@@ -46,9 +48,7 @@ def _emit(text: str, out: Path | None) -> None:
         click.echo(text, nl=not text.endswith("\n"))
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(out)
+    write_text_atomic(out, text)
     click.echo(f"wrote {out}", err=True)
 
 
@@ -101,7 +101,13 @@ _today_opt = click.option(
     show_default=True,
     help="Exit 1 when an open finding is at or above this severity.",
 )
-@click.option("--status", "statuses", multiple=True, help="Only findings with this status (repeatable).")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in Status]),
+    help="Only findings with this status (repeatable).",
+)
 def threats_show(
     path: Path,
     fmt: str,
@@ -123,8 +129,10 @@ def threats_show(
     if statuses:
         wanted = set(statuses)
         register.findings = [f for f in register.findings if f.status.value in wanted]
-    if fmt == "table":
+    if fmt == "table" and out is None:
         render.print_register(register, project.system)
+    elif fmt == "table":
+        _emit(render.register_table_text(register, project.system), out)
     else:
         _emit(render.render_format(fmt, project, register), out)
     sys.exit(_exit_for(register.findings, _fail_on(fail_on)))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from modelward.core.errors import InputError
@@ -57,6 +58,11 @@ def print_register(register: Register, system: System) -> None:
     if terminal and len(register.findings) <= RICH_TABLE_LIMIT:
         _print_rich_register(register, system)
         return
+    click.echo(register_table_text(register, system, colour=terminal), nl=False)
+
+
+def register_table_text(register: Register, system: System, *, colour: bool = False) -> str:
+    """The register as plain aligned lines (ANSI colours on request), for pipes, files and huge registers."""
     rows = []
     for finding in register.findings:
         categories = " ".join([*finding.threat.stride, *(f"P:{c}" for c in finding.threat.linddun)])
@@ -80,12 +86,12 @@ def print_register(register: Register, system: System) -> None:
     out.append("  ".join("-" * w for w in widths))
     for row in rows:
         cells = [_cell(row, i).ljust(widths[i]) for i in range(len(header))]
-        if terminal:
+        if colour:
             cells[0] = click.style(cells[0], fg=SEVERITY_COLOUR[row[0]], bold=row[0] >= Severity.HIGH)
         out.append("  ".join(cells).rstrip())
     out.append(_summary_line(register))
     out.extend(f"triage entry matches no finding: {orphan}" for orphan in register.orphan_triage)
-    click.echo("\n".join(out))
+    return "\n".join(out) + "\n"
 
 
 def _summary_line(register: Register) -> str:
@@ -99,7 +105,7 @@ def _summary_line(register: Register) -> str:
 
 
 def _print_rich_register(register: Register, system: System) -> None:
-    table = Table(title=f"Threats of {system.name}")
+    table = Table(title=f"Threats of {escape(system.name)}")
     table.add_column("severity", no_wrap=True)
     table.add_column("finding", overflow="fold")
     for column in ("status", "title", "STRIDE/LINDDUN", "ATLAS", "OWASP"):
@@ -112,16 +118,16 @@ def _print_rich_register(register: Register, system: System) -> None:
             f"[{colour}]{finding.severity.value}[/]",
             finding.id,
             finding.status.value + verified,
-            finding.threat.title,
+            escape(finding.threat.title),
             categories,
             " ".join(finding.threat.atlas[:2]),
             " ".join(finding.threat.owasp),
         )
     console = _console()
     console.print(table)
-    console.print(_summary_line(register))
+    console.print(escape(_summary_line(register)))
     for orphan in register.orphan_triage:
-        console.print(f"[yellow]triage entry matches no finding:[/] {orphan}")
+        console.print(f"[yellow]triage entry matches no finding:[/] {escape(orphan)}")
 
 
 def _cell(row: tuple[Severity, str, str, str, str, str], index: int) -> str:
@@ -157,12 +163,13 @@ def render_format(fmt: str, project: Project, register: Register) -> str:
 def print_audit_summary(result: AuditResult) -> None:
     """One line per requirement, then the register's open findings by severity."""
     console = _console()
-    table = Table(title=f"Requirements of {result.system.name}")
+    table = Table(title=f"Requirements of {escape(result.system.name)}")
     for column in ("requirement", "check", "result", "message"):
         table.add_column(column, overflow="fold")
     for evidence in result.evidence:
         verdict = "[green]pass[/]" if evidence.passed else "[red]FAIL[/]"
-        table.add_row(evidence.requirement or "-", evidence.check, verdict, evidence.error or evidence.message)
+        message = escape(evidence.error or evidence.message)
+        table.add_row(escape(evidence.requirement or "-"), escape(evidence.check), verdict, message)
     console.print(table)
     findings = result.register.findings
     open_findings = [f for f in findings if f.status.is_open]
@@ -224,14 +231,14 @@ def print_catalog(catalog: Catalog, pack: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([t.model_dump(mode="json") for t in threats], indent=2))
         return
-    table = Table(title=f"Threat catalog {catalog.version} ({len(threats)} threats)")
+    table = Table(title=escape(f"Threat catalog {catalog.version} ({len(threats)} threats)"))
     for column in ("id", "title", "targets", "STRIDE/LINDDUN", "ATLAS", "OWASP"):
         table.add_column(column, overflow="fold")
     for threat in threats:
         categories = " ".join([*threat.stride, *(f"P:{c}" for c in threat.linddun)])
         table.add_row(
             threat.id,
-            threat.title,
+            escape(threat.title),
             ", ".join(threat.targets),
             categories,
             " ".join(threat.atlas),
@@ -260,7 +267,7 @@ def print_checks() -> None:
         table.add_column(column, overflow="fold")
     for name, check in all_checks().items():
         threshold = "-" if check.default_threshold is None else str(check.default_threshold)
-        table.add_row(name, check.title, threshold, ", ".join(check.verifies))
+        table.add_row(name, escape(check.title), threshold, ", ".join(check.verifies))
     _console().print(table)
 
 
@@ -339,7 +346,7 @@ def print_diff(difference: RegisterDiff, fmt: str) -> None:
         for column in ("finding", "severity", "status", "detail"):
             table.add_column(column, overflow="fold")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(escape(cell) for cell in row))
         console.print(table)
     counts = ", ".join(f"{len(rows)} {name}" for name, rows in sections)
     console.print(f"{counts}, {len(difference.unchanged)} unchanged")

@@ -182,6 +182,9 @@ class _EventBuilder:
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
             raise InputError(f"unsupported YAML value: {problem}", file=self.file, line=_line(event)) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # e.g. 2020-02-30, !!int abc
+            message = f"invalid {tag.rsplit(':', 1)[-1]} value {event.value!r}: {exc}"
+            raise InputError(message, file=self.file, line=_line(event)) from None
         if event.anchor is not None:
             self.anchors[event.anchor] = (value, 1)
         if not self.stack or isinstance(self.stack[-1].value, list) or self.stack[-1].key is not _NO_KEY:

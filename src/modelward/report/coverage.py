@@ -139,7 +139,8 @@ def coverage_matrix(system: System, register: Register) -> CoverageMatrix:
     for element in system.elements:
         rows[("element", element.id)] = _row(element.id, element.label, element.kind, element.in_scope)
     for flow in system.flows:
-        scope = all(e.in_scope for e in system.elements if e.id in (flow.source, flow.target))
+        # As in the engine: a flow is analysed when at least one of its ends is in scope.
+        scope = any(e.in_scope for e in system.elements if e.id in (flow.source, flow.target))
         label = f"{flow.label} ({flow.source} → {flow.target})"
         rows[("flow", flow.fid)] = _row(flow.fid, label, DfdKind.DATA_FLOW, scope)
     for finding in register.findings:

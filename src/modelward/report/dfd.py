@@ -84,6 +84,7 @@ _MERMAID_ENTITIES = str.maketrans(
         ">": "#gt;",
         "|": "#124;",
         "`": "#96;",
+        "%": "#37;",  # "%%" starts a Mermaid comment or an init directive
         "\n": " ",
         "\r": " ",
         "\t": " ",

@@ -248,6 +248,8 @@ def load_register_json(text: str, *, file: str = "<json>") -> Register:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON: {exc.msg}", file=file, line=exc.lineno) from None
+    except RecursionError:
+        raise InputError("not a threat report: JSON nested too deeply", file=file) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
         found = data.get("schema") if isinstance(data, dict) else None
         raise InputError(f"not a modelward threat report (schema {found!r}, expected {SCHEMA_ID!r})", file=file)

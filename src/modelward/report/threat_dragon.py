@@ -21,9 +21,10 @@ from modelward.core.jsonio import dumps_pretty
 from modelward.core.severity import Severity
 from modelward.report.common import sorted_findings
 from modelward.report.dfd import BOUNDARY_COLOURS
+from modelward.system.graph import SystemGraph
 from modelward.system.model import Boundary, Element, Flow, System
 from modelward.system.references import nested_in_itself
-from modelward.system.vocabulary import DfdKind
+from modelward.system.vocabulary import DfdKind, TrustLevel
 from modelward.threats.model import STRIDE_NAMES, Finding, Register, Status
 
 __all__ = ["THREAT_DRAGON_VERSION", "cell_id", "render_threat_dragon", "threat_dragon_model"]
@@ -65,7 +66,6 @@ _SHAPES = {
     DfdKind.PROCESS: ("process", "tm.Process"),
     DfdKind.DATA_STORE: ("store", "tm.Store"),
 }
-_SECURE_PROTOCOLS = {"https", "tls", "mtls", "grpcs", "wss", "sftp", "ssh"}
 
 # layout, in Threat Dragon canvas units
 _NODE_W, _NODE_H = 160, 80
@@ -243,9 +243,10 @@ def _node_cell(
     }
 
 
-def _flow_cell(flow: Flow, threats: list[dict[str, Any]], public: bool, z_index: int) -> dict[str, Any]:
+def _flow_cell(
+    flow: Flow, threats: list[dict[str, Any]], public: bool, encrypted: bool, z_index: int
+) -> dict[str, Any]:
     has_open = any(t["status"] == "Open" for t in threats)
-    encrypted = bool(flow.encrypted) or (flow.protocol or "").lower() in _SECURE_PROTOCOLS
     return {
         "id": cell_id("flow", flow.fid),
         "shape": "flow",
@@ -357,12 +358,14 @@ def threat_dragon_model(system: System, register: Register, *, contributors: Ite
     for z_index, element in enumerate(system.elements, start=1):
         box = layout[("element", element.id)]
         cells.append(_node_cell(element, box, threats_of(by_element.get(element.id, [])), z_index))
-    trust = {e.id: _untrusted(e, known) for e in system.elements}
+    graph = SystemGraph(system)
+    untrusted = {e.id for e in system.elements if graph.effective_trust(e.id) is TrustLevel.UNTRUSTED}
     for flow in system.flows:
         if flow.source not in elements or flow.target not in elements:
             continue
-        public = trust[flow.source] or trust[flow.target]
-        cells.append(_flow_cell(flow, threats_of(by_flow.get(flow.fid, [])), public, z_index=100))
+        public = flow.source in untrusted or flow.target in untrusted
+        threats = threats_of(by_flow.get(flow.fid, []))
+        cells.append(_flow_cell(flow, threats, public, graph.flow_encrypted(flow.fid), z_index=100))
     diagram = {
         "id": 0,
         "title": f"{system.name} (modelward)",
@@ -389,15 +392,6 @@ def threat_dragon_model(system: System, register: Register, *, contributors: Ite
             "threatTop": number,
         },
     }
-
-
-def _untrusted(element: Element, boundaries: dict[str, Boundary]) -> bool:
-    """Whether the element sits on the untrusted side (for Threat Dragon's isPublicNetwork flag)."""
-    if element.trust is not None:
-        return element.trust.value == "untrusted"
-    if element.boundary in boundaries:
-        return boundaries[element.boundary].trust.value == "untrusted"
-    return element.kind is DfdKind.EXTERNAL_ENTITY
 
 
 def render_threat_dragon(system: System, register: Register, *, contributors: Iterable[str] = ()) -> str:

@@ -6,14 +6,13 @@ and an interrupted run leaves the previous files intact.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path, PurePath
 
 from modelward.checks.base import Evidence
 from modelward.core.errors import ModelwardError
+from modelward.core.files import write_text_atomic
 from modelward.report.common import generated_timestamp
 from modelward.report.context import build_context
 from modelward.report.csv_report import render_csv
@@ -43,22 +42,6 @@ DEFAULT_FORMATS: tuple[str, ...] = ("html", "md", "json", "sarif", "csv")
 
 class ReportWriteError(ModelwardError):
     """The report folder or one of its files could not be written."""
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write UTF-8 text to ``path`` through a temporary file in the same folder and an atomic rename."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)  # reports are meant to be read; mkstemp creates files 0600
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_report(

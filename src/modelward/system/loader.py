@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from modelward.core.errors import InputError
+from modelward.core.files import write_text_atomic
 from modelward.core.yamlio import LoadedDocument, Loc, dump_yaml, load_yaml, parse_yaml
 from modelward.system.model import System
 from modelward.system.references import format_path, reference_problems
@@ -142,7 +143,4 @@ def dump_system(system: System) -> str:
 
 def save_system(system: System, path: Path | str) -> None:
     """Write a system file atomically (never leaves a half-written file behind)."""
-    target = Path(path)
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(dump_system(system), encoding="utf-8")
-    temporary.replace(target)
+    write_text_atomic(Path(path), dump_system(system))

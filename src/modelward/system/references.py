@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 Path = tuple[str | int, ...]
 
+#: Deepest nesting of trust boundaries accepted; real systems stay in single digits, and diagrams recurse.
+MAX_BOUNDARY_DEPTH = 32
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -52,6 +55,7 @@ def reference_problems(system: System) -> list[Problem]:
         if boundary.parent is not None and boundary.parent not in boundary_ids:
             problems.append(Problem(("boundaries", i, "parent"), f"unknown boundary {boundary.parent!r}"))
     problems += _boundary_cycles(system)
+    problems += _boundary_depth(system)
 
     for i, element in enumerate(system.elements):
         if element.boundary is not None and element.boundary not in boundary_ids:
@@ -123,3 +127,18 @@ def _boundary_cycles(system: System) -> list[Problem]:
         for i, boundary in enumerate(system.boundaries)
         if nested_in_itself(boundary.id, parents)
     ]
+
+
+def _boundary_depth(system: System) -> list[Problem]:
+    parents = {b.id: b.parent for b in system.boundaries}
+    problems = []
+    for i, boundary in enumerate(system.boundaries):
+        depth, current, seen = 1, boundary.parent, {boundary.id}
+        while current is not None and current in parents and current not in seen:
+            seen.add(current)
+            depth += 1
+            current = parents[current]
+        if depth > MAX_BOUNDARY_DEPTH:
+            message = f"boundary {boundary.id!r} is nested {depth} deep (at most {MAX_BOUNDARY_DEPTH})"
+            problems.append(Problem(("boundaries", i, "parent"), message))
+    return problems

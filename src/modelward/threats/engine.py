@@ -171,6 +171,7 @@ class _Exposure:
 
     size: int
     size_why: str
+    personal: bool
     largest_subjects: int | None
 
 
@@ -178,8 +179,9 @@ def _exposure(graph: SystemGraph, element: str, flow: str | None) -> _Exposure:
     size, why = exposure_size(graph, element)
     data, training = graph.data_of(element), graph.training_data(element)
     assets = graph.flow_data(flow) if flow is not None else (*data, *training)
-    subjects = [a.data_subjects for a in assets if a.personal and a.data_subjects]
-    return _Exposure(size, why, max(subjects) if subjects else None)
+    personal = [a for a in assets if a.personal]
+    subjects = [a.data_subjects for a in personal if a.data_subjects]
+    return _Exposure(size, why, bool(personal), max(subjects) if subjects else None)
 
 
 def risk_context(graph: SystemGraph, finding: Finding, exposure: _Exposure | None = None) -> RiskContext:
@@ -187,7 +189,8 @@ def risk_context(graph: SystemGraph, finding: Finding, exposure: _Exposure | Non
 
     Business impact is per threat: the catalog's FD/RD/NC estimate for the threat, capped by the
     system's declared ``business_impact`` (the worst this system can cost). PV is derived from the
-    data subjects involved (0 when none is personal), and does not apply (left unset, even if the
+    data subjects involved (0 when none is personal; unknown, so unset, when personal data does not
+    say how many people it is about), and does not apply (left unset, even if the
     catalog pins it) for threats that cannot disclose personal data. When a threat has no business
     estimate, the business impact stays unknown and the technical impact is used.
     """
@@ -199,9 +202,12 @@ def risk_context(graph: SystemGraph, finding: Finding, exposure: _Exposure | Non
     if not discloses_personal_data(threat):
         scores["privacy_violation"] = None
         reasons["privacy_violation"] = "does not apply: the threat discloses no personal data"
-    elif exposure.largest_subjects is None:
+    elif not exposure.personal:
         scores["privacy_violation"] = 0
         reasons["privacy_violation"] = "no personal data involved"
+    elif exposure.largest_subjects is None:
+        scores["privacy_violation"] = None
+        reasons["privacy_violation"] = "unknown: personal data without a number of data subjects"
     else:
         pv = privacy_violation_for(exposure.largest_subjects)
         if pv is not None:

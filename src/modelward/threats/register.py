@@ -47,7 +47,8 @@ def build_register(
             if decision is None or decision.entry is None:
                 continue
             _apply_decision(finding, decision, decision.entry)
-            overrides[finding.id] = decision.rating_factors()
+            if not decision.expired:  # an expired decision re-opens the finding at its full rating
+                overrides[finding.id] = decision.rating_factors()
     rate_findings(result.findings, result.graph, overrides=overrides)
     return Register(
         system_name=system.name,
