@@ -78,6 +78,49 @@ def test_scores_to_untrusted_without_rate_limit() -> None:
     assert evidence.metrics["checked"] == 2.0  # label-model returns labels only
 
 
+def test_one_unthrottled_side_door_is_enough() -> None:
+    system = parse_system(
+        """\
+name: side door
+elements:
+  - {id: u, type: end-user, trust: untrusted}
+  - {id: api, type: api, rate_limit: 10/minute}
+  - {id: api2, type: api}
+  - {id: z, type: service}
+  - {id: m, type: model, model: {outputs: scores}}
+flows:
+  - {from: u, to: api}
+  - {from: api, to: m}
+  - {from: u, to: api2}
+  - {from: api2, to: z}
+  - {from: z, to: m}
+"""
+    )
+    check = get_check("design.score_exposure")()
+    evidence = check.run(CheckContext(system=system, base_dir=".", artifacts_dir="."), [])
+    assert not evidence.passed and evidence.failed_targets == ["m"]
+    assert "u → api2 → z → m" in evidence.details[0]
+
+
+def test_training_data_paths_are_not_query_paths() -> None:
+    system = parse_system(
+        """\
+name: training is not querying
+elements:
+  - {id: pub, type: public-dataset, trust: untrusted}
+  - {id: pipe, type: training-pipeline}
+  - {id: m, type: model, model: {outputs: scores}}
+flows:
+  - {from: pub, to: pipe}
+  - {from: pipe, to: m}
+"""
+    )
+    evidence = get_check("design.score_exposure")().run(
+        CheckContext(system=system, base_dir=".", artifacts_dir="."), []
+    )
+    assert evidence.passed and evidence.metrics["checked"] == 0.0
+
+
 def test_untrusted_training_data_needs_sanitation() -> None:
     evidence = run("design.training_data_sanitation")
     assert evidence.failed_targets == ["open-model"]  # label-model declares label-review; gated-model is internal

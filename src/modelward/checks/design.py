@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from modelward.checks.base import Check, CheckContext, Evidence
 from modelward.checks.registry import register
 from modelward.system.graph import SystemGraph
-from modelward.system.model import Element, System
+from modelward.system.model import Element, Flow, System
 from modelward.system.vocabulary import (
     MODEL_TYPES,
     PICKLE_FORMATS,
     Control,
+    DfdKind,
     ElementType,
     ModelOutput,
     TrustLevel,
@@ -92,7 +93,7 @@ class EncryptedBoundaryFlows(DesignRule):
 
 @register
 class ScoreExposure(DesignRule):
-    """No model returns raw scores to untrusted callers without a rate limit on the way."""
+    """No model returns raw scores to untrusted callers without a rate limit on every query path."""
 
     name = "design.score_exposure"
     title = "No model returns raw scores to untrusted callers without a rate limit"
@@ -107,15 +108,27 @@ class ScoreExposure(DesignRule):
     def evaluate(self, graph: SystemGraph, scope: set[str]) -> tuple[int, list[tuple[str, str]]]:
         checked = 0
         violations = []
+
+        # Queries travel through processes (APIs, services, models), not through stores or training:
+        # a public dataset that feeds the training pipeline does not query the deployed model.
+        def forwards(flow: Flow) -> bool:
+            target = graph.elements[flow.target]
+            return target.kind is DfdKind.PROCESS and target.type is not ElementType.TRAINING_PIPELINE
+
+        queryable = graph.reach(graph.untrusted, passable=forwards)
+        # Every query chain that never passes a rate-limited element (all of them, not only the
+        # shortest: one unthrottled side door is enough to harvest scores).
+        unthrottled = graph.reach(
+            graph.untrusted, passable=lambda flow: forwards(flow) and not _rate_limited(graph.elements[flow.target])
+        )
         for element in _elements_in_scope(graph.system, scope, MODEL_TYPES):
             if element.model is None or element.model.outputs not in RAW_SCORE_OUTPUTS:
                 continue
-            path = graph.untrusted_path(element.id)
-            if path is None:
+            if element.id not in queryable:
                 continue
             checked += 1
-            limited = [hop for hop in path[1:] if _rate_limited(graph.elements[hop])]
-            if not limited:
+            path = unthrottled.path(element.id)
+            if path is not None:
                 chain = " → ".join(path)
                 violations.append(
                     (
