@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import make_register, make_system
+
 from modelward.report.coverage import COLUMNS, EXPECTED, CoverageMatrix, Row, coverage_matrix, render_markdown
 from modelward.system.loader import parse_system
 from modelward.system.vocabulary import DfdKind

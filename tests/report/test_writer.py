@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import make_evidence, make_register, make_system
+
 from modelward.core import files
 from modelward.core.errors import ModelwardError
 from modelward.report import writer

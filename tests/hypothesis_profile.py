@@ -1,4 +1,4 @@
-"""Test-wide settings: property tests are reproducible (derandomised) and free of timing flakes."""
+"""Pytest plugin (loaded with -p): property tests are reproducible (derandomised) and free of timing flakes."""
 
 from __future__ import annotations
 
