@@ -14,11 +14,11 @@ $(VENV)/.created:
 	touch $@
 
 $(VENV)/.demo: $(VENV)/.created pyproject.toml
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[ml]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.created pyproject.toml
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,ml]'
 	touch $@ $(VENV)/.demo
 
 # Graphviz renders the DFD as SVG; without it the report falls back to Mermaid.
@@ -51,7 +51,7 @@ unit: $(VENV)/.dev graphviz
 test: lint typecheck security unit
 
 bench: $(VENV)/.dev
-	$(PIP) install --quiet -e '.[dev,bench]'
+	$(PIP) install --quiet -e '.[dev,ml,bench]'
 	$(PY) benchmarks/threats/bench_threats.py
 
 # Regenerate the published JSON Schemas (a test fails when they drift from the code).
