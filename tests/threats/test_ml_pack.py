@@ -217,6 +217,7 @@ def test_scenario_is_valid_and_lint_clean(system: System) -> None:
         "design.training_data_sanitation",
         "design.personal_data_retention",
         "design.safe_model_artifacts",
+        "evasion.robust_accuracy",
     }
 
 

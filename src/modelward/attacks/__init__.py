@@ -1,1 +1,1 @@
-"""attacks layer of modelward (see DESIGN.md)."""
+"""attacks layer of modelward (see DESIGN.md): evasion (``attacks.evasion``), one verb per family."""

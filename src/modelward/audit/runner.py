@@ -40,6 +40,7 @@ def run_requirement(requirement: Requirement, context: CheckContext) -> Evidence
         base_dir=context.base_dir,
         artifacts_dir=context.artifacts_dir,
         params=dict(requirement.params),
+        requirement=requirement.id,
     )
     started = time.perf_counter()
     try:

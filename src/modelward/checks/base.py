@@ -35,6 +35,7 @@ class CheckContext:
     base_dir: str
     artifacts_dir: str
     params: dict[str, Any] = field(default_factory=dict)
+    requirement: str = "check"  # the requirement's id: names the check's artifact folder
 
 
 class Check:

@@ -92,6 +92,8 @@ class Classifier(ABC):
                 f"expected inputs of shape (N, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
             )
         values = x.detach()
+        if values.numel() == 0:
+            return
         if not torch.isfinite(values).all():
             raise ClassifierError("inputs contain NaN or infinite values")
         low, high = float(values.min()), float(values.max())

@@ -307,6 +307,11 @@ def checks_list() -> None:
     render.print_checks()
 
 
+from modelward.cli import evasion as _evasion  # noqa: E402 - registers its commands on ``cli``
+
+_evasion.register(cli)
+
+
 def main() -> None:
     """Console entry point."""
     try:

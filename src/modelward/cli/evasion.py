@@ -1,0 +1,177 @@
+"""``modelward attack evasion`` and ``modelward defend adversarial-training``: single capabilities, usable alone."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modelward.core.errors import InputError
+from modelward.core.files import write_text_atomic
+
+ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "hopskipjump")
+
+
+def _epsilons(_ctx: click.Context, _param: click.Parameter, value: str) -> list[float]:
+    try:
+        values = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+    if not values or any(v < 0 for v in values):
+        raise click.BadParameter("give at least one epsilon, none negative")
+    return values
+
+
+def _load(model: Path | None, recipe: str | None) -> Any:
+    from modelward.checks.model_recipes import resolve_model
+
+    if (model is None) == (recipe is None):
+        raise InputError("give exactly one of --model (a saved model) or --recipe (a built-in recipe)")
+    spec = {"path": str(model)} if model is not None else {"recipe": recipe}
+    return resolve_model(spec, Path.cwd())
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``attack`` and ``defend`` groups to the main command."""
+
+    @cli.group()
+    def attack() -> None:
+        """Attack a model to measure how exposed it is."""
+
+    @attack.command("evasion")
+    @click.option("--model", type=click.Path(path_type=Path), help="Saved model (safetensors + JSON, without suffix).")
+    @click.option("--recipe", help="Built-in model recipe, trained once and cached (e.g. digits-cnn).")
+    @click.option("--attack", "attack_name", type=click.Choice(ATTACKS), default="pgd", show_default=True)
+    @click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
+    @click.option("--epsilons", callback=_epsilons, default="0.05,0.1,0.2", show_default=True)
+    @click.option("--steps", type=click.IntRange(1, 10_000), default=40, show_default=True, help="Gradient attacks.")
+    @click.option(
+        "--budget", type=click.IntRange(1), default=1000, show_default=True, help="Queries per input (black-box)."
+    )
+    @click.option("--samples", type=click.IntRange(1), default=200, show_default=True, help="Test inputs attacked.")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @click.option("--out", "-o", type=click.Path(path_type=Path), help="Folder for results.json and plots.")
+    def attack_evasion(
+        model: Path | None,
+        recipe: str | None,
+        attack_name: str,
+        norm: str,
+        epsilons: list[float],
+        steps: int,
+        budget: int,
+        samples: int,
+        seed: int,
+        fmt: str,
+        out: Path | None,
+    ) -> None:
+        """Run one evasion attack over several epsilons on held-out data, and report robust accuracy."""
+        from modelward.attacks.evasion.catalog import make_attack
+        from modelward.attacks.evasion.plots import plot_curve, plot_examples
+        from modelward.classifiers.torch_adapter import TorchClassifier
+
+        resolved = _load(model, recipe)
+        split = resolved.data
+        classifier = TorchClassifier(resolved.module, split.input_shape, bounds=(split.lower, split.upper))
+        x, y = split.x_test[:samples], split.y_test[:samples]
+        chosen = make_attack(attack_name, classifier, norm=norm, steps=steps, budget=budget, seed=seed)
+        from rich.console import Console
+
+        status = Console(stderr=True).status(f"{attack_name} on {len(y)} inputs, ε = {epsilons}")
+        if fmt != "json" and sys.stderr.isatty():
+            with status:
+                sweep = chosen.sweep(x, y, epsilons)
+        else:
+            sweep = chosen.sweep(x, y, epsilons)
+        per_epsilon = sweep.per_epsilon
+        report = {
+            "attack": attack_name,
+            "norm": norm,
+            "model": resolved.source,
+            "samples": len(y),
+            "results": [
+                {
+                    "epsilon": r.epsilon,
+                    "robust_accuracy": r.robust_accuracy,
+                    "success_rate": r.success_rate,
+                    "mean_norm": float(r.norms[r.success].mean()) if bool(r.success.any()) else 0.0,
+                    "queries": int(r.queries.sum()),
+                }
+                for r in per_epsilon
+            ],
+        }
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(out / "results.json", json.dumps(report, indent=2) + "\n")
+            plot_curve(
+                [(r["epsilon"], r["robust_accuracy"]) for r in report["results"]], norm, out / "robustness-curve.png"
+            )
+            last = per_epsilon[-1]
+            broken = last.success.nonzero().flatten()[:8]
+            plot_examples(x[broken], last.adversarial[broken], out / "adversarial-examples.png")
+        if fmt == "json":
+            click.echo(json.dumps(report, indent=2))
+        else:
+            _print_results(report)
+        if out is not None:
+            click.echo(f"wrote {out / 'results.json'} and plots", err=True)
+
+    @cli.group()
+    def defend() -> None:
+        """Harden a model and measure what the defense buys."""
+
+    @defend.command("adversarial-training")
+    @click.option("--method", type=click.Choice(["pgd", "trades"]), default="pgd", show_default=True)
+    @click.option("--epsilon", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True)
+    @click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True)
+    @click.option("--steps", type=click.IntRange(1, 100), default=7, show_default=True)
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Where to save (no suffix).")
+    def defend_adversarial_training(method: str, epsilon: float, epochs: int, steps: int, seed: int, out: Path) -> None:
+        """Train the digits CNN on adversarial examples (PGD, Madry) or with TRADES; save it as safetensors."""
+        from modelward.classifiers.models import SmallCNN
+        from modelward.classifiers.store import save_model
+        from modelward.classifiers.training import accuracy
+        from modelward.datasets.builtin import load_digits_images
+        from modelward.defenses.adversarial_training import adversarial_training, trades_training
+
+        split = load_digits_images(seed=0)
+        train = adversarial_training if method == "pgd" else trades_training
+        module, _history = train(
+            SmallCNN(),
+            split.x_train,
+            split.y_train,
+            epsilon=epsilon,
+            steps=steps,
+            epochs=epochs,
+            seed=seed,
+            eval_data=(split.x_test, split.y_test),
+        )
+        clean = accuracy(module, split.x_test, split.y_test)
+        save_model(
+            module,
+            out,
+            {"training": f"{method}-adversarial", "epsilon": epsilon, "epochs": epochs, "test_accuracy": clean},
+        )
+        click.echo(f"saved {out.with_suffix('.safetensors')} (clean test accuracy {clean:.3f})")
+
+
+def _print_results(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['attack']} ({report['norm']}) on {report['samples']} inputs")
+    for column in ("epsilon", "robust accuracy", "success rate", "mean norm (successes)", "queries"):
+        table.add_column(column, justify="right")
+    for row in report["results"]:
+        table.add_row(
+            f"{row['epsilon']:g}",
+            f"{row['robust_accuracy']:.3f}",
+            f"{row['success_rate']:.3f}",
+            f"{row['mean_norm']:.4f}",
+            str(row["queries"]),
+        )
+    Console(highlight=False).print(table)
