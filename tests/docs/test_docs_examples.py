@@ -46,8 +46,8 @@ def test_system_examples_load_without_lint_errors(name: str, text: str) -> None:
 def test_python_examples_run(name: str, text: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(text, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60, check=False, cwd=ROOT
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=180, check=False, cwd=ROOT
     )
     assert result.returncode == 0, f"{name}: {result.stderr}"
