@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 EXAMPLE := examples/content-moderation
 REPORT := reports/content-moderation
 
-.PHONY: demo test lint typecheck security unit graphviz bench schemas clean
+.PHONY: demo test lint typecheck security unit graphviz bench bench-evasion schemas clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ test: lint typecheck security unit
 bench: $(VENV)/.dev
 	$(PIP) install --quiet -e '.[dev,ml,bench]'
 	$(PY) benchmarks/threats/bench_threats.py
+
+bench-evasion: $(VENV)/.dev
+	$(PIP) install --quiet -e '.[dev,ml,bench]'
+	$(PIP) install --quiet --no-deps 'torchattacks>=3.5'
+	$(PY) benchmarks/evasion/bench_evasion.py
 
 # Regenerate the published JSON Schemas (a test fails when they drift from the code).
 schemas: $(VENV)/.demo
