@@ -37,10 +37,16 @@ def _number(params: dict[str, Any], name: str, default: float, *, low: float = 0
     return float(value)
 
 
-def _artifacts_dir(context: CheckContext, requirement_tag: str) -> Path:
-    folder = Path(context.artifacts_dir) / requirement_tag
+def _artifacts_dir(context: CheckContext) -> Path:
+    """The requirement's own artifact folder (created)."""
+    folder = Path(context.artifacts_dir) / context.requirement
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _artifact_refs(context: CheckContext, names: list[str]) -> list[str]:
+    """Artifact paths as the report links them: relative to the report folder."""
+    return [f"{Path(context.artifacts_dir).name}/{context.requirement}/{name}" for name in names]
 
 
 @register
@@ -53,8 +59,12 @@ class RobustAccuracy(Check):
     default_threshold = 0.5
 
     def run(self, context: CheckContext, targets: list[str]) -> Evidence:
-        from modelward.attacks.evasion.evaluate import evaluate_robustness, gradient_masking_warnings, robustness_curve
-        from modelward.classifiers.torch_adapter import TorchClassifier
+        from modelward.attacks.evasion.evaluate import (
+            default_ensemble,
+            evaluate_robustness,
+            gradient_masking_warnings,
+            robustness_curve,
+        )
 
         params = context.params
         epsilon = _number(params, "epsilon", 0.1, high=1.0)
@@ -66,9 +76,7 @@ class RobustAccuracy(Check):
         resolved = resolve_model(params.get("model"), Path(context.base_dir), str(params.get("data", "digits")))
         split = resolved.data
         x, y = split.x_test[:samples], split.y_test[:samples]
-        classifier = TorchClassifier(resolved.module, split.input_shape, bounds=(split.lower, split.upper))
-        from modelward.attacks.evasion.evaluate import default_ensemble
-
+        classifier = resolved.classifier()
         attacks, notes = default_ensemble(
             classifier,
             norm=norm,
@@ -95,9 +103,7 @@ class RobustAccuracy(Check):
         threshold = self.threshold if self.threshold is not None else 0.5
         robust = result.robust_accuracy
         passed = robust >= threshold and not warnings
-        tag = context.requirement
-        folder = _artifacts_dir(context, tag)
-        artifacts = _plots(folder, curve, x, result, epsilon)
+        artifacts = _plots(_artifacts_dir(context), curve, x, result, epsilon)
         details = [f"model: {resolved.source}", *notes]
         details += [f"{a.name}: robust accuracy {a.robust_accuracy:.3f} ({a.queries} queries)" for a in result.attacks]
         details += [f"gradient masking: {w.message}" for w in warnings]
@@ -115,7 +121,7 @@ class RobustAccuracy(Check):
             metrics=metrics,
             threshold=threshold,
             details=details,
-            artifacts=[str(Path(context.artifacts_dir).name + "/" + tag + "/" + a) for a in artifacts],
+            artifacts=_artifact_refs(context, artifacts),
             failed_targets=[] if passed else list(targets),
         )
 
@@ -145,7 +151,6 @@ class CertifiedAccuracy(Check):
 
     def run(self, context: CheckContext, targets: list[str]) -> Evidence:
         from modelward.attacks.evasion.plots import plot_curve
-        from modelward.classifiers.torch_adapter import TorchClassifier
         from modelward.defenses.smoothing import SmoothedClassifier
 
         params = context.params
@@ -157,14 +162,13 @@ class CertifiedAccuracy(Check):
         samples = int(_number(params, "samples", 100, low=1))
         resolved = resolve_model(params.get("model"), Path(context.base_dir), str(params.get("data", "digits")))
         split = resolved.data
-        base = TorchClassifier(resolved.module, split.input_shape, bounds=(split.lower, split.upper))
-        smoothed = SmoothedClassifier(base, sigma, n=n, alpha=alpha)
+        smoothed = SmoothedClassifier(resolved.classifier(), sigma, n=n, alpha=alpha)
         x, y = split.x_test[:samples], split.y_test[:samples]
         result = smoothed.certify(x, n0=n0, n=n, alpha=alpha)
         certified = result.certified_accuracy(y, radius)
         threshold = self.threshold if self.threshold is not None else 0.5
         passed = certified >= threshold
-        folder = _artifacts_dir(context, context.requirement)
+        folder = _artifacts_dir(context)
         grid = [radius * i / 4 for i in range(9)]
         curve_path = plot_curve(
             result.curve(y, grid),
@@ -188,6 +192,6 @@ class CertifiedAccuracy(Check):
             },
             threshold=threshold,
             details=[f"model: {resolved.source}"],
-            artifacts=[f"{Path(context.artifacts_dir).name}/{context.requirement}/{curve_path.name}"],
+            artifacts=_artifact_refs(context, [curve_path.name]),
             failed_targets=[] if passed else list(targets),
         )

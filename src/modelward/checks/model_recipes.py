@@ -31,6 +31,12 @@ class ResolvedModel:
     source: str
     metadata: dict[str, Any]
 
+    def classifier(self) -> Any:
+        """The module as a white-box classifier over its data's input shape and bounds."""
+        from modelward.classifiers.torch_adapter import TorchClassifier
+
+        return TorchClassifier(self.module, self.data.input_shape, bounds=(self.data.lower, self.data.upper))
+
 
 def _digits() -> Any:
     from modelward.datasets.builtin import load_digits_images

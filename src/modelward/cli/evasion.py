@@ -15,13 +15,13 @@ from modelward.core.files import write_text_atomic
 ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "hopskipjump")
 
 
-def _epsilons(_ctx: click.Context, _param: click.Parameter, value: str) -> list[float]:
+def _numbers(_ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
     try:
         values = [float(part) for part in value.split(",") if part.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
     if not values or any(v < 0 for v in values):
-        raise click.BadParameter("give at least one epsilon, none negative")
+        raise click.BadParameter(f"give at least one {param.name} value, none negative")
     return values
 
 
@@ -46,7 +46,7 @@ def register(cli: click.Group) -> None:
     @click.option("--recipe", help="Built-in model recipe, trained once and cached (e.g. digits-cnn).")
     @click.option("--attack", "attack_name", type=click.Choice(ATTACKS), default="pgd", show_default=True)
     @click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
-    @click.option("--epsilons", callback=_epsilons, default="0.05,0.1,0.2", show_default=True)
+    @click.option("--epsilons", callback=_numbers, default="0.05,0.1,0.2", show_default=True)
     @click.option("--steps", type=click.IntRange(1, 10_000), default=40, show_default=True, help="Gradient attacks.")
     @click.option(
         "--budget", type=click.IntRange(1), default=1000, show_default=True, help="Queries per input (black-box)."
@@ -71,11 +71,10 @@ def register(cli: click.Group) -> None:
         """Run one evasion attack over several epsilons on held-out data, and report robust accuracy."""
         from modelward.attacks.evasion.catalog import make_attack
         from modelward.attacks.evasion.plots import plot_curve, plot_examples
-        from modelward.classifiers.torch_adapter import TorchClassifier
 
         resolved = _load(model, recipe)
         split = resolved.data
-        classifier = TorchClassifier(resolved.module, split.input_shape, bounds=(split.lower, split.upper))
+        classifier = resolved.classifier()
         x, y = split.x_test[:samples], split.y_test[:samples]
         chosen = make_attack(attack_name, classifier, norm=norm, steps=steps, budget=budget, seed=seed)
         from rich.console import Console
@@ -166,7 +165,7 @@ def register(cli: click.Group) -> None:
     @click.option("--n", "n", type=click.IntRange(1), default=1000, show_default=True, help="Samples to bound it.")
     @click.option("--alpha", type=click.FloatRange(0, 0.5, min_open=True), default=0.001, show_default=True)
     @click.option("--samples", type=click.IntRange(1), default=100, show_default=True, help="Test inputs certified.")
-    @click.option("--radii", callback=_epsilons, default="0,0.25,0.5,0.75", show_default=True)
+    @click.option("--radii", callback=_numbers, default="0,0.25,0.5,0.75", show_default=True)
     @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
     def defend_certify(
         model: Path | None,
@@ -180,12 +179,11 @@ def register(cli: click.Group) -> None:
         fmt: str,
     ) -> None:
         """Certify held-out inputs with randomized smoothing (Cohen et al.): certified accuracy by L2 radius."""
-        from modelward.classifiers.torch_adapter import TorchClassifier
         from modelward.defenses.smoothing import SmoothedClassifier
 
         resolved = _load(model, recipe)
         split = resolved.data
-        base = TorchClassifier(resolved.module, split.input_shape, bounds=(split.lower, split.upper))
+        base = resolved.classifier()
         x, y = split.x_test[:samples], split.y_test[:samples]
         result = SmoothedClassifier(base, sigma, n=n, alpha=alpha).certify(x, n0=n0, n=n, alpha=alpha)
         report = {
