@@ -94,3 +94,55 @@ def test_recipe_is_trained_once_and_cached(tmp_path: Path, monkeypatch: pytest.M
     assert second.metadata["recipe"] == "quick"
     with pytest.raises(InputError, match="unknown data"):
         resolve_model({"path": "x"}, tmp_path, data="imagenet")
+
+
+def run_check(name: str, folder: Path, params: dict[str, object], threshold: float) -> object:
+    context = CheckContext(
+        system=SYSTEM, base_dir=str(folder), artifacts_dir=str(folder / "artifacts"), params=params, requirement="r"
+    )
+    return get_check(name)(params=params, threshold=threshold).run(context, ["clf"])
+
+
+def test_sanitizer_is_attacked_adaptively_and_the_plain_figure_is_shown_beside(saved_model: Path) -> None:
+    params = {"model": {"path": "cnn"}, "epsilon": 0.15, "sanitizer": {"kind": "bit-depth", "bits": 3}, **QUICK}
+    evidence = run_check("evasion.robust_accuracy", saved_model, params, threshold=0.5)
+    plain_line = next(line for line in evidence.details if "plain APGD-CE" in line)
+    plain = float(plain_line.split("robust accuracy ")[1].split()[0])
+    assert any("attacked adaptively (BPDA)" in line for line in evidence.details)
+    # Rounding masks the gradient: the plain attack claims more robustness than survives BPDA.
+    assert plain > evidence.metrics["robust_accuracy"]
+
+
+def test_detection_rate_measures_feature_squeezing_at_the_target_fpr(saved_model: Path) -> None:
+    params = {"model": {"path": "cnn"}, "epsilon": 0.2, "samples": 120, "steps": 10, "fpr": 0.1}
+    strict = run_check("evasion.detection_rate", saved_model, params, threshold=1.01)
+    assert not strict.passed and strict.failed_targets == ["clf"]
+    rate = strict.metrics["detection_rate"]
+    assert 0.0 <= strict.metrics["false_positive_rate"] <= 0.3
+    assert rate > strict.metrics["false_positive_rate"]  # better than flagging at random
+    lenient = run_check("evasion.detection_rate", saved_model, params, threshold=rate)
+    assert lenient.passed and lenient.metrics["detection_rate"] == rate  # seeded: same figure twice
+    assert set(get_check("evasion.detection_rate").verifies) == {
+        "ML-EVASION-BLACKBOX-SCORE",
+        "ML-EVASION-BLACKBOX-DECISION",
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"detector": "oracle"}, "detector must be one of"),
+        ({"detector": "disagreement"}, "needs params.redundant"),
+        ({"fpr": 0.9}, "fpr must be a number"),
+        ({"epsilon": 0.0001, "steps": 1}, "broke no input"),
+    ],
+)
+def test_detection_rate_bad_parameters(saved_model: Path, params: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        run_check("evasion.detection_rate", saved_model, {"model": {"path": "cnn"}, "samples": 40, **params}, 0.5)
+
+
+def test_sanitizer_spec_is_validated(saved_model: Path) -> None:
+    with pytest.raises(InputError, match="sanitizer must be"):
+        params = {"model": {"path": "cnn"}, "sanitizer": {"kind": "jpeg"}}
+        run_check("evasion.robust_accuracy", saved_model, params, 0.5)

@@ -218,6 +218,7 @@ def test_scenario_is_valid_and_lint_clean(system: System) -> None:
         "design.personal_data_retention",
         "design.safe_model_artifacts",
         "evasion.robust_accuracy",
+        "evasion.detection_rate",
     }
 
 

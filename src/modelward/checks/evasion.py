@@ -4,6 +4,10 @@
 requirement's epsilon on held-out data and compares the worst-case robust accuracy with the
 threshold; it also draws the robustness curve and a grid of original vs adversarial images, and
 reports gradient-masking warnings (a robustness figure that only masks gradients does not count).
+With a ``sanitizer`` parameter the model is measured behind that input-sanitation defense, attacked
+adaptively (BPDA/EOT), and the plain attack's figure is shown beside it. ``evasion.certified_accuracy``
+certifies with randomized smoothing; ``evasion.detection_rate`` measures an adversarial-input detector
+(feature squeezing or redundant-model disagreement) at a fixed false-positive rate.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ class RobustAccuracy(Check):
         resolved = resolve_model(params.get("model"), Path(context.base_dir), str(params.get("data", "digits")))
         split = resolved.data
         x, y = split.x_test[:samples], split.y_test[:samples]
-        classifier = resolved.classifier()
+        sanitizer = params.get("sanitizer")
+        classifier, defense_notes = _behind_sanitizer(resolved.classifier(), sanitizer, x, y, epsilon, norm)
         attacks, notes = default_ensemble(
             classifier,
             norm=norm,
@@ -104,7 +109,7 @@ class RobustAccuracy(Check):
         robust = result.robust_accuracy
         passed = robust >= threshold and not warnings
         artifacts = _plots(_artifacts_dir(context), curve, x, result, epsilon)
-        details = [f"model: {resolved.source}", *notes]
+        details = [f"model: {resolved.source}", *defense_notes, *notes]
         details += [f"{a.name}: robust accuracy {a.robust_accuracy:.3f} ({a.queries} queries)" for a in result.attacks]
         details += [f"gradient masking: {w.message}" for w in warnings]
         message = (
@@ -124,6 +129,42 @@ class RobustAccuracy(Check):
             artifacts=_artifact_refs(context, artifacts),
             failed_targets=[] if passed else list(targets),
         )
+
+
+SANITIZERS = ("bit-depth", "median")
+
+
+def _behind_sanitizer(classifier: Any, spec: Any, x: Any, y: Any, epsilon: float, norm: str) -> tuple[Any, list[str]]:
+    """The classifier an attacker faces behind ``spec``'s sanitiser (adaptive BPDA/EOT view), with notes.
+
+    The notes give the plain (non-adaptive) APGD-CE figure beside it: the gap between the two is
+    what gradient masking would have claimed.
+    """
+    if spec is None:
+        return classifier, []
+    from modelward.attacks.evasion.apgd import APGD
+    from modelward.defenses.preprocessing import BitDepthReduction, MedianSmoothing
+
+    if not isinstance(spec, dict) or spec.get("kind") not in SANITIZERS:
+        raise InputError(
+            f"sanitizer must be {{kind: {' | '.join(SANITIZERS)}, ...}}, got {spec!r}", field="params.sanitizer"
+        )
+    noise = _number(spec, "noise", 0.0, high=1.0)
+    if spec["kind"] == "bit-depth":
+        defense: Any = BitDepthReduction(classifier, int(_number(spec, "bits", 3, low=1, high=16)), noise=noise)
+        label = f"bit-depth reduction to {defense.bits} bits"
+    else:
+        defense = MedianSmoothing(classifier, int(_number(spec, "kernel", 2, low=1, high=7)), noise=noise)
+        label = f"{defense.kernel}×{defense.kernel} median smoothing"
+    if noise:
+        label += f" with uniform noise ±{noise:g}"
+    plain = APGD(defense, norm=norm, steps=20).perturb(x, y, epsilon).robust_accuracy
+    adaptive = defense.adaptive()
+    notes = [
+        f"defense: {label}, attacked adaptively (BPDA{', EOT' if noise else ''})",
+        f"a plain APGD-CE attack on the defense reports robust accuracy {plain:.3f} (what masking would claim)",
+    ]
+    return adaptive, notes
 
 
 def _plots(folder: Path, curve: Any, x: Any, result: Any, epsilon: float) -> list[str]:
@@ -193,5 +234,91 @@ class CertifiedAccuracy(Check):
             threshold=threshold,
             details=[f"model: {resolved.source}"],
             artifacts=_artifact_refs(context, [curve_path.name]),
+            failed_targets=[] if passed else list(targets),
+        )
+
+
+DETECTORS = ("feature-squeezing", "disagreement")
+
+
+@register
+class DetectionRate(Check):
+    """Share of successful adversarial inputs an adversarial-input detector flags, at a fixed false-positive rate.
+
+    The clean test inputs are split in two: the first half sets the detector's threshold for the
+    target false-positive rate, the second half measures the real false-positive rate and is attacked
+    (PGD, oblivious of the detector); only inputs the attack actually broke count towards the
+    detection rate, since flagging a failed attack protects nothing.
+    """
+
+    name = "evasion.detection_rate"
+    title = "An adversarial-input detector flags at least the threshold share of attacks at a fixed FPR"
+    # Detection is query monitoring: it answers the attacks that probe a served model, not a white-box
+    # or transfer attacker who adapts offline (see the catalog's mitigations).
+    verifies = ("ML-EVASION-BLACKBOX-SCORE", "ML-EVASION-BLACKBOX-DECISION")
+    default_threshold = 0.8
+
+    def run(self, context: CheckContext, targets: list[str]) -> Evidence:
+        from modelward.attacks.evasion.pgd import PGD
+        from modelward.defenses.detection import DisagreementDetector, FeatureSqueezingDetector, select_squeezers
+
+        params = context.params
+        epsilon = _number(params, "epsilon", 0.1, high=1.0)
+        fpr = _number(params, "fpr", 0.05, high=0.5)
+        samples = int(_number(params, "samples", 200, low=4))
+        steps = int(_number(params, "steps", 40, low=1))
+        detector_name = str(params.get("detector", "feature-squeezing"))
+        if detector_name not in DETECTORS:
+            raise InputError(
+                f"detector must be one of {', '.join(DETECTORS)}, got {detector_name!r}", field="params.detector"
+            )
+        data = str(params.get("data", "digits"))
+        base_dir = Path(context.base_dir)
+        resolved = resolve_model(params.get("model"), base_dir, data)
+        classifier = resolved.classifier()
+        split = resolved.data
+        x, y = split.x_test[:samples], split.y_test[:samples]
+        half = x.shape[0] // 2
+        calibration, held_out, held_out_y = x[:half], x[half:], y[half:]
+        details = [f"model: {resolved.source}"]
+        if detector_name == "feature-squeezing":
+            squeezers = select_squeezers(classifier, split.x_train[:500], split.y_train[:500])
+            detector: Any = FeatureSqueezingDetector(classifier, squeezers)
+            details.append(f"squeezers (chosen on training data for ≤ 2 points of accuracy): {', '.join(squeezers)}")
+        else:
+            redundant = params.get("redundant")
+            if redundant is None:
+                raise InputError("the disagreement detector needs params.redundant: a second model", field="params")
+            other = resolve_model(redundant, base_dir, data)
+            detector = DisagreementDetector(classifier, other.classifier())
+            details.append(f"redundant model: {other.source}")
+        detector.calibrate(calibration, fpr=fpr)
+        attack = PGD(classifier, norm="linf", steps=steps, seed=0).perturb(held_out, held_out_y, epsilon)
+        broken = attack.success if attack.clean_correct is None else attack.success & attack.clean_correct
+        if not bool(broken.any()):
+            raise InputError(f"PGD at ε={epsilon:g} broke no input: nothing to detect; raise epsilon")
+        result = detector.evaluate(held_out, attack.adversarial[broken])
+        threshold = self.threshold if self.threshold is not None else 0.8
+        passed = result.detection_rate >= threshold
+        details.append(
+            f"threshold set on {half} clean inputs (FPR there {result.calibration_fpr:.3f}); "
+            f"{result.n_adversarial} adversarial inputs from PGD at ε={epsilon:g} ({steps} steps)"
+        )
+        details.append("the attack ignores the detector: an adaptive attacker who knows it can do better")
+        return Evidence(
+            check=self.name,
+            passed=passed,
+            message=(
+                f"{result.detector} flags {result.detection_rate:.1%} of adversarial inputs at a false-positive "
+                f"rate of {result.fpr:.1%} (target {fpr:.0%}; AUC {result.auc:.3f}); required ≥ {threshold:g}"
+            ),
+            metrics={
+                "detection_rate": result.detection_rate,
+                "false_positive_rate": result.fpr,
+                "auc": result.auc,
+                "epsilon": epsilon,
+            },
+            threshold=threshold,
+            details=details,
             failed_targets=[] if passed else list(targets),
         )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from modelward.cli.progress import progress_bar
 from modelward.core.errors import InputError
 from modelward.core.files import write_text_atomic
 
@@ -77,14 +77,8 @@ def register(cli: click.Group) -> None:
         classifier = resolved.classifier()
         x, y = split.x_test[:samples], split.y_test[:samples]
         chosen = make_attack(attack_name, classifier, norm=norm, steps=steps, budget=budget, seed=seed)
-        from rich.console import Console
-
-        status = Console(stderr=True).status(f"{attack_name} on {len(y)} inputs, ε = {epsilons}")
-        if fmt != "json" and sys.stderr.isatty():
-            with status:
-                sweep = chosen.sweep(x, y, epsilons)
-        else:
-            sweep = chosen.sweep(x, y, epsilons)
+        with progress_bar(f"{attack_name} on {len(y)} inputs × {len(epsilons)} ε") as progress:
+            sweep = chosen.sweep(x, y, epsilons, progress=progress)
         per_epsilon = sweep.per_epsilon
         report = {
             "attack": attack_name,
@@ -139,16 +133,18 @@ def register(cli: click.Group) -> None:
 
         split = load_digits_images(seed=0)
         train = adversarial_training if method == "pgd" else trades_training
-        module, _history = train(
-            SmallCNN(),
-            split.x_train,
-            split.y_train,
-            epsilon=epsilon,
-            steps=steps,
-            epochs=epochs,
-            seed=seed,
-            eval_data=(split.x_test, split.y_test),
-        )
+        with progress_bar(f"{method} adversarial training, {epochs} epochs") as progress:
+            module, _history = train(
+                SmallCNN(),
+                split.x_train,
+                split.y_train,
+                epsilon=epsilon,
+                steps=steps,
+                epochs=epochs,
+                seed=seed,
+                eval_data=(split.x_test, split.y_test),
+                progress=progress,
+            )
         clean = accuracy(module, split.x_test, split.y_test)
         save_model(
             module,
@@ -185,7 +181,9 @@ def register(cli: click.Group) -> None:
         split = resolved.data
         base = resolved.classifier()
         x, y = split.x_test[:samples], split.y_test[:samples]
-        result = SmoothedClassifier(base, sigma, n=n, alpha=alpha).certify(x, n0=n0, n=n, alpha=alpha)
+        smoothed = SmoothedClassifier(base, sigma, n=n, alpha=alpha)
+        with progress_bar(f"certifying {len(y)} inputs (n0={n0}, n={n})") as progress:
+            result = smoothed.certify(x, n0=n0, n=n, alpha=alpha, progress=progress)
         report = {
             "model": resolved.source,
             "sigma": sigma,

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelward.core.errors import InputError
+from modelward.core.progress import Progress, report
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -129,6 +130,7 @@ def adversarial_training(
     bounds: tuple[float, float] = (0.0, 1.0),
     eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[ModuleT, TrainingHistory]:
     """Madry et al.'s PGD adversarial training: minimise the cross-entropy on L∞ PGD examples.
 
@@ -150,7 +152,7 @@ def adversarial_training(
     history = train_on_perturbed(
         module, x, y, batch_loss, method="pgd-at", epsilon=epsilon, epochs=epochs, warmup_epochs=warmup_epochs,
         ramp_epochs=ramp_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_data=eval_data,
-        seed=seed,
+        seed=seed, progress=progress,
     )  # fmt: skip
     return module, history
 
@@ -173,6 +175,7 @@ def trades_training(
     bounds: tuple[float, float] = (0.0, 1.0),
     eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[ModuleT, TrainingHistory]:
     """TRADES: minimise ``CE(f(x), y) + β · KL(f(x) ‖ f(x'))`` with ``x'`` the L∞ PGD maximiser of the KL.
 
@@ -198,7 +201,7 @@ def trades_training(
     history = train_on_perturbed(
         module, x, y, batch_loss, method="trades", epsilon=epsilon, epochs=epochs, warmup_epochs=warmup_epochs,
         ramp_epochs=ramp_epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, eval_data=eval_data,
-        seed=seed,
+        seed=seed, progress=progress,
     )  # fmt: skip
     return module, history
 
@@ -238,12 +241,14 @@ def train_on_perturbed(
     weight_decay: float = 0.0,
     eval_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> TrainingHistory:
     """The minibatch Adam loop every robust training shares: seeded, the caller's global RNG state untouched.
 
     ``batch_loss(xb, yb, strength, generator)`` returns the loss of one batch and how many of its
     perturbed inputs the module classified correctly; ``strength`` follows the warm-up (clean
-    cross-entropy, ``batch_loss`` not called) and linear-ramp schedule up to ``epsilon``.
+    cross-entropy, ``batch_loss`` not called) and linear-ramp schedule up to ``epsilon``. ``progress``
+    hears ``(epochs done, epochs)``.
     """
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise InputError(f"x and y must hold the same positive number of samples, got {x.shape[0]} and {y.shape[0]}")
@@ -283,4 +288,5 @@ def train_on_perturbed(
             history.perturbed_accuracy.append(adv_correct / x.shape[0] if eps > 0 else math.nan)
             with torch.no_grad():
                 history.clean_accuracy.append(float((module(eval_x).argmax(dim=1) == eval_y).float().mean()))
+            report(progress, epoch + 1, epochs)
     return replace(history, seconds=time.perf_counter() - started)

@@ -34,6 +34,7 @@ from torch import nn
 
 from modelward.classifiers.base import Capability, Classifier, ClassifierError
 from modelward.core.errors import InputError
+from modelward.core.progress import Progress, report, scaled
 from modelward.defenses.adversarial_training import TrainingHistory, train_on_perturbed
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -177,8 +178,19 @@ class SmoothedClassifier(Classifier):
         return f"SmoothedClassifier(sigma={self.sigma}, n={self.n}, alpha={self.alpha}, seed={self.seed})"
 
     # --- the two procedures ---------------------------------------------------------------
-    def certify(self, x: torch.Tensor, *, n0: int = 100, n: int = 100_000, alpha: float = 0.001) -> CertificationResult:
-        """CERTIFY each input: pick the class with ``n0`` samples, count it in ``n`` fresh ones, bound at ``1 − α``."""
+    def certify(
+        self,
+        x: torch.Tensor,
+        *,
+        n0: int = 100,
+        n: int = 100_000,
+        alpha: float = 0.001,
+        progress: Progress | None = None,
+    ) -> CertificationResult:
+        """CERTIFY each input: pick the class with ``n0`` samples, count it in ``n`` fresh ones, bound at ``1 − α``.
+
+        ``progress`` hears ``(noisy samples drawn, N · (n0 + n))``.
+        """
         _check_counts(n=n, alpha=alpha, batch_size=self.batch_size)
         if n0 < 1:
             raise InputError(f"n0 must be >= 1, got {n0}")
@@ -186,9 +198,10 @@ class SmoothedClassifier(Classifier):
         started = time.perf_counter()
         queries_before = self.base.queries
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
-        selection = self.sample_counts(x, n0, generator)
+        total = x.shape[0] * (n0 + n)
+        selection = self.sample_counts(x, n0, generator, progress=scaled(progress, 0, total))
         top = selection.argmax(dim=1)
-        estimation = self.sample_counts(x, n, generator)
+        estimation = self.sample_counts(x, n, generator, progress=scaled(progress, x.shape[0] * n0, total))
         n_a = estimation.gather(1, top.unsqueeze(1)).squeeze(1)
         p_lower = lower_confidence_bound(n_a, n, alpha)
         certified = p_lower > 0.5
@@ -233,7 +246,9 @@ class SmoothedClassifier(Classifier):
         return labels
 
     # --- sampling -------------------------------------------------------------------------
-    def sample_counts(self, x: torch.Tensor, num: int, generator: torch.Generator) -> torch.Tensor:
+    def sample_counts(
+        self, x: torch.Tensor, num: int, generator: torch.Generator, *, progress: Progress | None = None
+    ) -> torch.Tensor:
         """Votes ``(N, C)`` of the base classifier over ``num`` noisy copies of each input, in batches of rows.
 
         Rows of consecutive inputs share a batch, so small inputs fill the base model's batches.
@@ -253,6 +268,7 @@ class SmoothedClassifier(Classifier):
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
                 raise ClassifierError(f"the base classifier returned labels outside [0, {classes})")
             votes.index_add_(0, rows * classes + labels, torch.ones_like(labels))
+            report(progress, stop, total)
         return votes.view(count, classes)
 
 

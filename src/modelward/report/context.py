@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -35,6 +36,7 @@ from modelward.report.common import (
 from modelward.report.coverage import CoverageMatrix, coverage_matrix
 from modelward.report.coverage import render_markdown as render_coverage_markdown
 from modelward.report.dfd import inline_svg, render_mermaid
+from modelward.report.images import ArtifactImage, load_images
 from modelward.report.json_report import summary
 from modelward.system.graph import SystemGraph
 from modelward.system.model import System
@@ -119,6 +121,7 @@ class EvidenceView:
     artifacts: list[str]
     duration: str
     error: str
+    images: list[ArtifactImage] = field(default_factory=list)
 
 
 @dataclass
@@ -166,8 +169,13 @@ def build_context(
     svg: str | None = None,
     svg_file: str | None = None,
     generated_at: datetime | str | None = None,
+    artifact_root: Path | None = None,
 ) -> ReportContext:
-    """Prepare the view model of one report (``svg``: Graphviz output to inline, if any)."""
+    """Prepare the view model of one report (``svg``: Graphviz output to inline, if any).
+
+    ``artifact_root`` is the report folder the evidence's artifact paths are relative to; when
+    given, their PNG plots are shown in the report.
+    """
     findings = sorted_findings(register.findings)
     counts = summary(findings)
     labels = {e.id: e.label for e in system.elements}
@@ -219,7 +227,7 @@ def build_context(
         mermaid=render_mermaid(system, register),
         coverage=coverage_matrix(system, register),
         findings=[_finding_view(f, labels, flows) for f in findings],
-        evidence=None if evidence is None else [_evidence_view(e) for e in evidence],
+        evidence=None if evidence is None else [_evidence_view(e, artifact_root) for e in evidence],
         orphan_triage=list(register.orphan_triage),
         out_of_scope=[(ident, labels.get(ident, ident), types.get(ident, "")) for ident in out_of_scope_ids],
         colours=colours,
@@ -304,7 +312,7 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _evidence_view(evidence: Evidence) -> EvidenceView:
+def _evidence_view(evidence: Evidence, artifact_root: Path | None) -> EvidenceView:
     return EvidenceView(
         check=evidence.check,
         requirement=evidence.requirement or "—",
@@ -319,6 +327,7 @@ def _evidence_view(evidence: Evidence) -> EvidenceView:
         artifacts=list(evidence.artifacts),
         duration=f"{evidence.duration_s:.2f} s",
         error=evidence.error or "",
+        images=[] if artifact_root is None else load_images(list(evidence.artifacts), artifact_root),
     )
 
 

@@ -72,7 +72,13 @@ def write_report(
     outputs: list[tuple[str, str]] = []
     if "html" in formats or "md" in formats:
         context = build_context(
-            system, register, evidence=evidence_list, svg=svg, svg_file="dfd.svg" if svg else None, generated_at=stamp
+            system,
+            register,
+            evidence=evidence_list,
+            svg=svg,
+            svg_file="dfd.svg" if svg else None,
+            generated_at=stamp,
+            artifact_root=Path(out_dir),
         )
         if "html" in formats:
             outputs.append((FILE_NAMES["html"], render_html_context(context)))

@@ -27,6 +27,7 @@ import torch
 
 from modelward.classifiers.base import Capability, Classifier
 from modelward.core.errors import ModelwardError
+from modelward.core.progress import Progress, report, scaled
 
 NormName = Literal["linf", "l2"]
 NORMS: tuple[NormName, ...] = ("linf", "l2")
@@ -221,8 +222,12 @@ class EvasionAttack(ABC):
         *,
         targets: torch.Tensor | None = None,
         batch_size: int = 500,
+        progress: Progress | None = None,
     ) -> EpsilonResult:
-        """Attack ``x`` (labels ``y``, optional ``targets``) at one epsilon, in batches; reproducible per call."""
+        """Attack ``x`` (labels ``y``, optional ``targets``) at one epsilon, in batches; reproducible per call.
+
+        ``progress`` hears ``(samples done, samples)`` after each batch.
+        """
         y, targets = self._check_call(x, y, targets, batch_size)
         eps = self._check_epsilon(epsilon)
         generator = torch.Generator(device=x.device).manual_seed(self.seed)
@@ -234,6 +239,7 @@ class EvasionAttack(ABC):
                     x[start:stop], y[start:stop], eps, None if targets is None else targets[start:stop], generator
                 )
             )
+            report(progress, min(stop, x.shape[0]), x.shape[0])
         if len(parts) == 1:
             return parts[0]
         return EpsilonResult(
@@ -255,16 +261,22 @@ class EvasionAttack(ABC):
         targets: torch.Tensor | None = None,
         batch_size: int = 500,
         monotone: bool = True,
+        progress: Progress | None = None,
     ) -> SweepResult:
-        """Attack at several epsilons (run in increasing order); see :class:`SweepResult` for ``monotone``."""
+        """Attack at several epsilons (run in increasing order); see :class:`SweepResult` for ``monotone``.
+
+        ``progress`` hears ``(samples done, samples × epsilons)`` as the sweep goes.
+        """
         if len(epsilons) == 0:
             raise AttackError("sweep needs at least one epsilon")
         ordered = sorted(self._check_epsilon(e) for e in epsilons)
         started = time.perf_counter()
         results: list[EpsilonResult] = []
         raw: list[float] = []
-        for eps in ordered:
-            result = self.perturb(x, y, eps, targets=targets, batch_size=batch_size)
+        total = len(ordered) * x.shape[0]
+        for index, eps in enumerate(ordered):
+            part = scaled(progress, index * x.shape[0], total)
+            result = self.perturb(x, y, eps, targets=targets, batch_size=batch_size, progress=part)
             raw.append(result.robust_accuracy)
             if monotone and results:
                 result = _carry_over(results[-1], result)

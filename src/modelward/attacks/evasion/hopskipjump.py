@@ -34,6 +34,7 @@ from modelward.attacks.evasion.base import (
     perturbation_norms,
 )
 from modelward.classifiers.base import Capability, Classifier
+from modelward.core.progress import Progress
 
 _MAX_HALVINGS = 25  # geometric step-size search: give up on a step after this many halvings
 _MIN_PROBES = 10  # fewer gradient probes than this are not worth an iteration
@@ -129,6 +130,7 @@ class HopSkipJump(EvasionAttack):
         targets: torch.Tensor | None = None,
         batch_size: int = 500,
         stop_at: float = 0.0,
+        progress: Progress | None = None,
     ) -> MinimumNormResult:
         """Search each sample's smallest adversarial perturbation within the budget.
 
@@ -140,7 +142,7 @@ class HopSkipJump(EvasionAttack):
         try:
             # Every adversarial input lies within the input box's diameter, so at that epsilon the
             # base class returns each sample's best adversarial input and its true norm.
-            run = self.perturb(x, y, diameter, targets=targets, batch_size=batch_size)
+            run = self.perturb(x, y, diameter, targets=targets, batch_size=batch_size, progress=progress)
         finally:
             self._stop_at = None
         norms = torch.where(run.success, run.norms, torch.full_like(run.norms, math.inf))
@@ -163,13 +165,14 @@ class HopSkipJump(EvasionAttack):
         targets: torch.Tensor | None = None,
         batch_size: int = 500,
         monotone: bool = True,
+        progress: Progress | None = None,
     ) -> SweepResult:
         """All epsilons from one minimum-norm run (monotone by construction; ``monotone`` is accepted for parity)."""
         if len(epsilons) == 0:
             raise AttackError("sweep needs at least one epsilon")
         ordered = sorted(self._check_epsilon(e) for e in epsilons)
         started = time.perf_counter()
-        run = self.minimum_norm(x, y, targets=targets, batch_size=batch_size, stop_at=ordered[0])
+        run = self.minimum_norm(x, y, targets=targets, batch_size=batch_size, stop_at=ordered[0], progress=progress)
         results = [run.at(eps) for eps in ordered]
         clean = run.clean_correct
         return SweepResult(
