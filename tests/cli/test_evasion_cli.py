@@ -136,3 +136,15 @@ def test_bad_arguments_are_one_line_errors(model_dir: Path, args: list[str], mes
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_adversarial_training_reports_its_history_as_json_and_saves_the_model(tmp_path: Path) -> None:
+    args = ["defend", "adversarial-training", "--epsilon", "0.1", "--epochs", "2", "--steps", "2"]
+    result = modelward(*args, "--format", "json", "--out", "robust", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [row["epoch"] for row in report["history"]] == [1, 2]
+    assert all(0.0 <= row["perturbed_accuracy"] <= 1.0 for row in report["history"])
+    assert report["clean_test_accuracy"] > 0.3  # learnt something beyond chance (0.1) in two epochs
+    assert report["clean_test_accuracy"] == report["history"][-1]["clean_accuracy"]
+    assert (tmp_path / "robust.safetensors").is_file() and (tmp_path / "robust.json").is_file()

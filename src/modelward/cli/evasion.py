@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,11 @@ def register(cli: click.Group) -> None:
     @click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True)
     @click.option("--steps", type=click.IntRange(1, 100), default=7, show_default=True)
     @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
     @click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help="Where to save (no suffix).")
-    def defend_adversarial_training(method: str, epsilon: float, epochs: int, steps: int, seed: int, out: Path) -> None:
+    def defend_adversarial_training(
+        method: str, epsilon: float, epochs: int, steps: int, seed: int, fmt: str, out: Path
+    ) -> None:
         """Train the digits CNN on adversarial examples (PGD, Madry) or with TRADES; save it as safetensors."""
         from modelward.classifiers.models import SmallCNN
         from modelward.classifiers.store import save_model
@@ -134,7 +138,7 @@ def register(cli: click.Group) -> None:
         split = load_digits_images(seed=0)
         train = adversarial_training if method == "pgd" else trades_training
         with progress_bar(f"{method} adversarial training, {epochs} epochs") as progress:
-            module, _history = train(
+            module, history = train(
                 SmallCNN(),
                 split.x_train,
                 split.y_train,
@@ -151,7 +155,38 @@ def register(cli: click.Group) -> None:
             out,
             {"training": f"{method}-adversarial", "epsilon": epsilon, "epochs": epochs, "test_accuracy": clean},
         )
-        click.echo(f"saved {out.with_suffix('.safetensors')} (clean test accuracy {clean:.3f})")
+        report = {
+            "method": method,
+            "epsilon": epsilon,
+            "epochs": epochs,
+            "steps": steps,
+            "seed": seed,
+            "seconds": history.seconds,
+            "clean_test_accuracy": clean,
+            "saved": str(out.with_suffix(".safetensors")),
+            "history": [
+                {
+                    "epoch": i + 1,
+                    "epsilon": e,
+                    "loss": loss,
+                    "perturbed_accuracy": None if math.isnan(p) else p,
+                    "clean_accuracy": c,
+                }
+                for i, (e, loss, p, c) in enumerate(
+                    zip(
+                        history.epsilons,
+                        history.epoch_losses,
+                        history.perturbed_accuracy,
+                        history.clean_accuracy,
+                        strict=True,
+                    )
+                )
+            ],
+        }
+        if fmt == "json":
+            click.echo(json.dumps(report, indent=2, allow_nan=False))
+            return
+        _print_training(report)
 
     @defend.command("certify")
     @click.option("--model", type=click.Path(path_type=Path), help="Saved model (safetensors + JSON, without suffix).")
@@ -209,6 +244,29 @@ def register(cli: click.Group) -> None:
         console = Console(highlight=False)
         console.print(table)
         console.print(f"abstained on {result.abstain_rate:.1%}; {result.seconds_per_input:.4f} s per certified input")
+
+
+def _print_training(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['method']} adversarial training at ε={report['epsilon']:g}")
+    for column in ("epoch", "ε", "loss", "accuracy on perturbed inputs", "clean test accuracy"):
+        table.add_column(column, justify="right")
+    for row in report["history"]:
+        perturbed = row["perturbed_accuracy"]
+        table.add_row(
+            str(row["epoch"]),
+            f"{row['epsilon']:g}",
+            f"{row['loss']:.4f}",
+            "—" if perturbed is None else f"{perturbed:.3f}",
+            f"{row['clean_accuracy']:.3f}",
+        )
+    console = Console(highlight=False)
+    console.print(table)
+    console.print(
+        f"saved {report['saved']} (clean test accuracy {report['clean_test_accuracy']:.3f}, {report['seconds']:.1f} s)"
+    )
 
 
 def _print_results(report: dict[str, Any]) -> None:
