@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 EXAMPLE := examples/content-moderation
 REPORT := reports/content-moderation
 
-.PHONY: demo test lint typecheck security unit graphviz bench bench-evasion schemas clean
+.PHONY: demo test lint typecheck security unit graphviz bench bench-evasion bench-privacy schemas clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -14,11 +14,11 @@ $(VENV)/.created:
 	touch $@
 
 $(VENV)/.demo: $(VENV)/.created pyproject.toml
-	$(PIP) install --quiet -e '.[ml]'
+	$(PIP) install --quiet -e '.[ml,privacy]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.created pyproject.toml
-	$(PIP) install --quiet -e '.[dev,ml]'
+	$(PIP) install --quiet -e '.[dev,ml,privacy,distributed]'
 	touch $@ $(VENV)/.demo
 
 # Graphviz renders the DFD as SVG; without it the report falls back to Mermaid.
@@ -58,6 +58,13 @@ bench-evasion: $(VENV)/.dev
 	$(PIP) install --quiet -e '.[dev,ml,bench]'
 	$(PIP) install --quiet --no-deps 'torchattacks>=3.5'
 	$(PY) benchmarks/evasion/bench_evasion.py
+
+bench-privacy: $(VENV)/.dev
+	$(PIP) install --quiet -e '.[dev,ml,privacy,distributed,bench]'
+	$(PY) benchmarks/privacy/membership.py
+	$(PY) benchmarks/privacy/reference_training.py
+	$(PY) benchmarks/privacy/dp_sgd.py
+	$(PY) benchmarks/privacy/extraction.py
 
 # Regenerate the published JSON Schemas (a test fails when they drift from the code).
 schemas: $(VENV)/.demo
