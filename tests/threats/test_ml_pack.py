@@ -219,6 +219,10 @@ def test_scenario_is_valid_and_lint_clean(system: System) -> None:
         "design.safe_model_artifacts",
         "evasion.robust_accuracy",
         "evasion.detection_rate",
+        "privacy.membership_inference",
+        "privacy.dp_epsilon",
+        "privacy.extraction_fidelity",
+        "privacy.privacy_utility",
     }
 
 

@@ -9,6 +9,15 @@ from modelward.system.model import System
 
 
 @dataclass
+class EvidenceTable:
+    """A small table of results a check wants shown as such (e.g. privacy against utility per defense)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
 class Evidence:
     """The outcome of one check run: metrics, pass/fail against its threshold, and artifacts."""
 
@@ -25,6 +34,7 @@ class Evidence:
     artifacts: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     error: str | None = None
+    tables: list[EvidenceTable] = field(default_factory=list)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 import modelward
-from modelward.checks.base import Evidence
+from modelward.checks.base import Evidence, EvidenceTable
 from modelward.core.severity import Severity
 from modelward.report.common import (
     NO_FINDINGS_COLOUR,
@@ -122,6 +122,7 @@ class EvidenceView:
     duration: str
     error: str
     images: list[ArtifactImage] = field(default_factory=list)
+    tables: list[EvidenceTable] = field(default_factory=list)
 
 
 @dataclass
@@ -328,6 +329,7 @@ def _evidence_view(evidence: Evidence, artifact_root: Path | None) -> EvidenceVi
         duration=f"{evidence.duration_s:.2f} s",
         error=evidence.error or "",
         images=[] if artifact_root is None else load_images(list(evidence.artifacts), artifact_root),
+        tables=list(evidence.tables),
     )
 
 

@@ -130,6 +130,10 @@ def evidence_to_dict(evidence: Evidence) -> dict[str, Any]:
         "artifacts": list(evidence.artifacts),
         "duration_s": round(float(evidence.duration_s), _DIGITS),
         "error": evidence.error,
+        "tables": [
+            {"title": table.title, "columns": list(table.columns), "rows": [list(row) for row in table.rows]}
+            for table in evidence.tables
+        ],
     }
 
 
