@@ -183,3 +183,13 @@ def test_privacy_utility_table_lists_every_defense(tmp_path: Path) -> None:
 def test_privacy_utility_refuses_an_unresolvable_fpr(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot resolve an FPR"):
         run("privacy.privacy_utility", tmp_path, {"population": 400, "fpr": 0.001}, threshold=0.01)
+
+
+def test_dp_epsilon_audit_puts_an_empirical_lower_bound_beside_the_accountant(models: Path) -> None:
+    params = {"model": {"path": "dp"}, "audit": {"canaries": 60, "guesses": 20}}
+    evidence = run("privacy.dp_epsilon", models, params, threshold=100)
+    lower = evidence.metrics["audited_epsilon_lower_bound"]
+    assert 0.0 <= lower <= evidence.metrics["epsilon"]  # a sound audit never exceeds the guarantee
+    assert any("one-run audit" in line and "60 mislabelled canaries" in line for line in evidence.details)
+    with pytest.raises(InputError, match="audit must be a mapping"):
+        run("privacy.dp_epsilon", models, {"model": {"path": "dp"}, "audit": True}, threshold=100)

@@ -115,6 +115,9 @@ def _dp(split: Any) -> tuple[Any, dict[str, Any]]:
             "max_grad_norm": result.max_grad_norm,
             "accountant": result.accountant,
             "poisson_sampling": result.poisson_sampling,
+            "epochs": result.epochs,
+            "batch_size": result.batch_size,
+            "lr": 1e-2,
         },
     }
 

@@ -76,15 +76,56 @@ class DPEpsilon(Check):
             details.append(f"the saved record claims ε = {recorded:.4g}; the accountant says {epsilon:.4g}")
         if not poisson:
             details.append("trained without Poisson sampling: the accountant's ε is not a guarantee")
+        metrics = {"epsilon": epsilon, "delta": delta, "noise_multiplier": noise, "steps": float(steps)}
+        audit = params.get("audit")
+        if audit is not None:
+            lower = _audit_training(resolved, record, audit, noise, rate)
+            metrics["audited_epsilon_lower_bound"] = lower.epsilon_lower_bound
+            details.append(
+                f"one-run audit (Steinke et al. 2023) of the same training with {lower.canaries} mislabelled "
+                f"canaries: {lower.correct} of {lower.guesses} membership guesses right → ε ≥ "
+                f"{lower.epsilon_lower_bound:.3g} at {lower.confidence:.0%} confidence, beside the accountant's "
+                f"ε ≤ {lower.epsilon_upper_bound_from_accountant or epsilon:.3g} for that run"
+            )
         return Evidence(
             check=self.name,
             passed=passed,
             message=f"ε = {epsilon:.3g} at δ = {delta:.2g} ({accountant}); required ε ≤ {threshold:g}",
-            metrics={"epsilon": epsilon, "delta": delta, "noise_multiplier": noise, "steps": float(steps)},
+            metrics=metrics,
             threshold=threshold,
             details=details,
             failed_targets=[] if passed else failed,
         )
+
+
+def _audit_training(resolved: Any, record: dict[str, Any], audit: Any, noise: float, rate: float) -> Any:
+    """Re-run the model's DP training once with canaries and bound ε from below (one-run audit)."""
+    import torch
+
+    from modelward.defenses.dp import train_dp
+    from modelward.privacy.dp_audit import audit_dp, mislabeled_canaries
+
+    if not isinstance(audit, dict):
+        raise InputError("audit must be a mapping like {canaries: 200, guesses: 40}", field="params.audit")
+    split = resolved.data
+    canaries = int(_number(audit, "canaries", 200, low=2, high=split.x_test.shape[0]))
+    guesses = int(_number(audit, "guesses", canaries // 5, low=1, high=canaries))
+    epochs = int(resolved.metadata.get("epochs", record.get("epochs", 15)))
+    batch_size = max(1, round(split.x_train.shape[0] * rate))
+    lr = float(record.get("lr", 1e-2))
+    module = resolved.module
+    architecture, config = type(module), dict(getattr(module, "config", {}))
+    canary_x, canary_y = mislabeled_canaries(split.x_test, split.y_test, canaries, split.num_classes, seed=0)
+
+    def train(x: torch.Tensor, y: torch.Tensor) -> Any:
+        torch.manual_seed(0)
+        return train_dp(
+            architecture(**config), x, y, noise_multiplier=noise, epochs=epochs, batch_size=batch_size, lr=lr, seed=0
+        )
+
+    return audit_dp(
+        train, split.x_train, split.y_train, canary_x, canary_y, k_plus=guesses // 2, k_minus=guesses - guesses // 2
+    )
 
 
 MEMBERSHIP_ATTACKS = ("lira", "rmia", "loss")
