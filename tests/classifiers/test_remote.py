@@ -18,6 +18,7 @@ import torch
 
 from modelward.attacks.evasion.hopskipjump import HopSkipJump
 from modelward.attacks.evasion.square import Square
+from modelward.attacks.extraction import ModelExtraction
 from modelward.classifiers.base import Capability, ClassifierError, MissingCapabilityError, QueryBudgetExceeded
 from modelward.classifiers.models import SmallCNN
 from modelward.classifiers.remote import RemoteClassifier
@@ -179,8 +180,33 @@ def test_local_server_maps_a_spent_model_budget_to_429(
     with serve_classifier(limited) as server:
         client = remote(server.url)
         client.predict(x[:5])
-        with pytest.raises(ClassifierError, match=r"HTTP 429: query budget of 5 spent"):
+        with pytest.raises(QueryBudgetExceeded, match=r"HTTP 429: query budget of 5 spent"):
             client.predict(x[:1])
+
+
+def test_an_extraction_stops_cleanly_at_the_budget_of_a_remote_endpoint(
+    model: tuple[TorchClassifier, torch.Tensor, torch.Tensor],
+) -> None:
+    """The served model's budget (HTTP 429) ends the attack with a result and a reason, not an error."""
+    local, _, _ = model
+    split = load_digits_images(seed=0)
+    limited = TorchClassifier(local.module, SHAPE, query_budget=70)
+    extraction = ModelExtraction(
+        "natural", lambda: SmallCNN(width=4), budget=200, rounds=3, epochs=1, min_steps=5, query_batch=20
+    )
+    with serve_classifier(limited) as server:
+        client = remote(server.url)  # the attacker does not know the endpoint's budget
+        labels = local.predict(split.x_test[:100])
+        result = extraction.extract(
+            client, split.x_test[100:], split.x_test[:100], split.y_test[:100], target_test_labels=labels
+        )
+        assert server.inputs == 70 == limited.queries  # the endpoint answered exactly its budget
+    # Schedule 50, 100, 200 in batches of 20: 50 answered, then 20 more; the next batch is refused with 429.
+    assert [point.queries for point in result.curve] == [50, 70]
+    assert result.stop_reason is not None and "refused further queries after 70" in result.stop_reason
+    assert "HTTP 429" in result.stop_reason
+    assert result.inputs.shape[0] == 70
+    assert result.queries == client.queries == 90  # the refused batch counts too: it was sent
 
 
 def test_local_server_reports_a_failing_model_as_500(model: tuple[TorchClassifier, torch.Tensor, torch.Tensor]) -> None:
@@ -325,6 +351,17 @@ def test_http_errors_redirects_timeouts_and_dead_servers() -> None:
     with pytest.raises(ClassifierError, match=r"endpoint http://127.0.0.1:\d+/predict unreachable") as caught:
         client.predict(X2)
     assert "hidden" not in str(caught.value)  # query strings (which may hold keys) stay out of messages
+
+
+def test_a_429_is_a_spent_budget_and_names_when_to_retry() -> None:
+    script = {"status": 429, "body": orjson.dumps({"error": "rate limit"}), "extra": {"Retry-After": "30"}}
+    with (
+        scripted(**script) as (url, _),
+        pytest.raises(QueryBudgetExceeded, match=r"HTTP 429: rate limit \(retry after 30\)$"),
+    ):
+        remote(url).predict(X2)
+    with scripted(status=429, body=b"") as (url, _), pytest.raises(QueryBudgetExceeded, match=r"answered HTTP 429$"):
+        remote(url).predict(X2)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ of inputs as nested lists, and receive ``{"scores": [[...], ...]}`` (one row of 
 input) or ``{"labels": [...]}`` (one class index per input). Only ``http``/``https`` URLs are
 accepted, redirects are refused, and the query budget is enforced before anything is sent. Every
 failure (HTTP status, timeout, refused connection, malformed body) becomes a one-line
-``ClassifierError``, never a traceback. Only the standard library is used for transport.
+``ClassifierError``, never a traceback; HTTP 429 (the endpoint's budget or rate limit is spent) is
+:class:`QueryBudgetExceeded`, so attacks stop there cleanly as at a local budget. Only the standard
+library is used for transport.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any, Literal
 
 import numpy as np
 import orjson
 import torch
 
-from modelward.classifiers.base import Capability, Classifier, ClassifierError, InputSpec
+from modelward.classifiers.base import Capability, Classifier, ClassifierError, InputSpec, QueryBudgetExceeded
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """Largest response body read from an endpoint; a larger one is refused rather than buffered."""
@@ -182,7 +185,11 @@ class RemoteClassifier(Classifier):
             with self._opener.open(request, timeout=self.timeout) as response:  # nosec B310
                 raw = response.read(MAX_RESPONSE_BYTES + 1)
         except urllib.error.HTTPError as exc:
-            raise ClassifierError(f"endpoint {self._where} answered HTTP {exc.code}{_error_detail(exc)}") from None
+            message = f"endpoint {self._where} answered HTTP {exc.code}{_error_detail(exc)}"
+            if exc.code == HTTPStatus.TOO_MANY_REQUESTS:
+                # The endpoint's own budget or rate limit: a refusal attacks stop at cleanly, not a failure.
+                raise QueryBudgetExceeded(message + _retry_after(exc)) from None
+            raise ClassifierError(message) from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, TimeoutError):
@@ -229,3 +236,10 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
     if isinstance(message, str) and message:
         return f": {message[:200]}"
     return ""
+
+
+def _retry_after(exc: urllib.error.HTTPError) -> str:
+    """The endpoint's ``Retry-After`` header (seconds or a date), when it sent one."""
+    value = exc.headers.get("Retry-After") if exc.headers is not None else None
+    text = "".join(ch for ch in str(value or "") if ch.isprintable()).strip()[:40]
+    return f" (retry after {text})" if text else ""
