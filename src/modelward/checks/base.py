@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
+from modelward.core.errors import InputError
 from modelward.system.model import System
 
 
@@ -62,3 +64,34 @@ class Check:
 
     def run(self, context: CheckContext, targets: list[str]) -> Evidence:
         raise NotImplementedError
+
+
+# --- helpers shared by checks ------------------------------------------------------------------
+
+
+def number_param(
+    params: dict[str, Any], name: str, default: float, *, low: float = 0.0, high: float | None = None
+) -> float:
+    """``params[name]`` (or ``default``) as a float in ``[low, high]``; anything else is a located InputError."""
+    value = params.get(name, default)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InputError(f"{name} must be a number {bound}, got {value!r}", field=f"params.{name}")
+    return float(value)
+
+
+def artifacts_folder(context: CheckContext) -> Path:
+    """The requirement's own artifact folder (created)."""
+    folder = Path(context.artifacts_dir) / context.requirement
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def artifact_refs(context: CheckContext, names: list[str]) -> list[str]:
+    """Artifact paths as the report links them: relative to the report folder."""
+    return [f"{Path(context.artifacts_dir).name}/{context.requirement}/{name}" for name in names]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelward.checks.base import Check, CheckContext, Evidence
+from modelward.checks.base import Check, CheckContext, Evidence, artifact_refs, artifacts_folder, number_param
 from modelward.checks.model_recipes import resolve_model
 from modelward.checks.registry import register
 from modelward.core.errors import InputError
@@ -26,31 +26,6 @@ EVASION_THREATS = (
     "ML-EVASION-BLACKBOX-DECISION",
     "ML-EVASION-TRANSFER",
 )
-
-
-def _number(params: dict[str, Any], name: str, default: float, *, low: float = 0.0, high: float | None = None) -> float:
-    value = params.get(name, default)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InputError(f"{name} must be a number {bound}, got {value!r}", field=f"params.{name}")
-    return float(value)
-
-
-def _artifacts_dir(context: CheckContext) -> Path:
-    """The requirement's own artifact folder (created)."""
-    folder = Path(context.artifacts_dir) / context.requirement
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _artifact_refs(context: CheckContext, names: list[str]) -> list[str]:
-    """Artifact paths as the report links them: relative to the report folder."""
-    return [f"{Path(context.artifacts_dir).name}/{context.requirement}/{name}" for name in names]
 
 
 @register
@@ -71,12 +46,12 @@ class RobustAccuracy(Check):
         )
 
         params = context.params
-        epsilon = _number(params, "epsilon", 0.1, high=1.0)
+        epsilon = number_param(params, "epsilon", 0.1, high=1.0)
         norm = str(params.get("norm", "linf"))
         if norm not in ("linf", "l2"):
             raise InputError(f"norm must be linf or l2, got {norm!r}", field="params.norm")
-        samples = int(_number(params, "samples", 200, low=1))
-        steps = int(_number(params, "steps", 50, low=1))
+        samples = int(number_param(params, "samples", 200, low=1))
+        steps = int(number_param(params, "steps", 50, low=1))
         resolved = resolve_model(params.get("model"), Path(context.base_dir), str(params.get("data", "digits")))
         split = resolved.data
         x, y = split.x_test[:samples], split.y_test[:samples]
@@ -86,8 +61,8 @@ class RobustAccuracy(Check):
             classifier,
             norm=norm,
             steps=steps,
-            target_classes=int(_number(params, "target_classes", 3, low=1)),
-            square_queries=int(_number(params, "square_queries", 1000, low=1)),
+            target_classes=int(number_param(params, "target_classes", 3, low=1)),
+            square_queries=int(number_param(params, "square_queries", 1000, low=1)),
         )
         result = evaluate_robustness(classifier, x, y, epsilon, norm=norm, attacks=attacks)
         masking_steps = params.get("masking_steps", [10, 50])
@@ -108,7 +83,7 @@ class RobustAccuracy(Check):
         threshold = self.threshold if self.threshold is not None else 0.5
         robust = result.robust_accuracy
         passed = robust >= threshold and not warnings
-        artifacts = _plots(_artifacts_dir(context), curve, x, result, epsilon)
+        artifacts = _plots(artifacts_folder(context), curve, x, result, epsilon)
         details = [f"model: {resolved.source}", *defense_notes, *notes]
         details += [f"{a.name}: robust accuracy {a.robust_accuracy:.3f} ({a.queries} queries)" for a in result.attacks]
         details += [f"gradient masking: {w.message}" for w in warnings]
@@ -126,7 +101,7 @@ class RobustAccuracy(Check):
             metrics=metrics,
             threshold=threshold,
             details=details,
-            artifacts=_artifact_refs(context, artifacts),
+            artifacts=artifact_refs(context, artifacts),
             failed_targets=[] if passed else list(targets),
         )
 
@@ -149,12 +124,12 @@ def _behind_sanitizer(classifier: Any, spec: Any, x: Any, y: Any, epsilon: float
         raise InputError(
             f"sanitizer must be {{kind: {' | '.join(SANITIZERS)}, ...}}, got {spec!r}", field="params.sanitizer"
         )
-    noise = _number(spec, "noise", 0.0, high=1.0)
+    noise = number_param(spec, "noise", 0.0, high=1.0)
     if spec["kind"] == "bit-depth":
-        defense: Any = BitDepthReduction(classifier, int(_number(spec, "bits", 3, low=1, high=16)), noise=noise)
+        defense: Any = BitDepthReduction(classifier, int(number_param(spec, "bits", 3, low=1, high=16)), noise=noise)
         label = f"bit-depth reduction to {defense.bits} bits"
     else:
-        defense = MedianSmoothing(classifier, int(_number(spec, "kernel", 2, low=1, high=7)), noise=noise)
+        defense = MedianSmoothing(classifier, int(number_param(spec, "kernel", 2, low=1, high=7)), noise=noise)
         label = f"{defense.kernel}×{defense.kernel} median smoothing"
     if noise:
         label += f" with uniform noise ±{noise:g}"
@@ -195,12 +170,12 @@ class CertifiedAccuracy(Check):
         from modelward.defenses.smoothing import SmoothedClassifier
 
         params = context.params
-        sigma = _number(params, "sigma", 0.25, high=10.0)
-        radius = _number(params, "radius", 0.25, high=100.0)
-        alpha = _number(params, "alpha", 0.001, high=0.5)
-        n0 = int(_number(params, "n0", 100, low=1))
-        n = int(_number(params, "n", 1000, low=1))
-        samples = int(_number(params, "samples", 100, low=1))
+        sigma = number_param(params, "sigma", 0.25, high=10.0)
+        radius = number_param(params, "radius", 0.25, high=100.0)
+        alpha = number_param(params, "alpha", 0.001, high=0.5)
+        n0 = int(number_param(params, "n0", 100, low=1))
+        n = int(number_param(params, "n", 1000, low=1))
+        samples = int(number_param(params, "samples", 100, low=1))
         resolved = resolve_model(params.get("model"), Path(context.base_dir), str(params.get("data", "digits")))
         split = resolved.data
         smoothed = SmoothedClassifier(resolved.classifier(), sigma, n=n, alpha=alpha)
@@ -209,7 +184,7 @@ class CertifiedAccuracy(Check):
         certified = result.certified_accuracy(y, radius)
         threshold = self.threshold if self.threshold is not None else 0.5
         passed = certified >= threshold
-        folder = _artifacts_dir(context)
+        folder = artifacts_folder(context)
         grid = [radius * i / 4 for i in range(9)]
         curve_path = plot_curve(
             result.curve(y, grid),
@@ -233,7 +208,7 @@ class CertifiedAccuracy(Check):
             },
             threshold=threshold,
             details=[f"model: {resolved.source}"],
-            artifacts=_artifact_refs(context, [curve_path.name]),
+            artifacts=artifact_refs(context, [curve_path.name]),
             failed_targets=[] if passed else list(targets),
         )
 
@@ -263,10 +238,10 @@ class DetectionRate(Check):
         from modelward.defenses.detection import DisagreementDetector, FeatureSqueezingDetector, select_squeezers
 
         params = context.params
-        epsilon = _number(params, "epsilon", 0.1, high=1.0)
-        fpr = _number(params, "fpr", 0.05, high=0.5)
-        samples = int(_number(params, "samples", 200, low=4))
-        steps = int(_number(params, "steps", 40, low=1))
+        epsilon = number_param(params, "epsilon", 0.1, high=1.0)
+        fpr = number_param(params, "fpr", 0.05, high=0.5)
+        samples = int(number_param(params, "samples", 200, low=4))
+        steps = int(number_param(params, "steps", 40, low=1))
         detector_name = str(params.get("detector", "feature-squeezing"))
         if detector_name not in DETECTORS:
             raise InputError(

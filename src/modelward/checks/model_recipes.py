@@ -106,19 +106,7 @@ def _dp(split: Any) -> tuple[Any, dict[str, Any]]:
     return result.module, {
         "training": "dp-sgd",
         "epochs": result.epochs,
-        "dp": {
-            "epsilon": result.epsilon,
-            "delta": result.delta,
-            "noise_multiplier": result.noise_multiplier,
-            "sample_rate": result.sample_rate,
-            "steps": result.steps,
-            "max_grad_norm": result.max_grad_norm,
-            "accountant": result.accountant,
-            "poisson_sampling": result.poisson_sampling,
-            "epochs": result.epochs,
-            "batch_size": result.batch_size,
-            "lr": 1e-2,
-        },
+        "dp": result.record(lr=1e-2),
     }
 
 

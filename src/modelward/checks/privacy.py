@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from modelward.checks.base import Check, CheckContext, Evidence
+from modelward.checks.base import Check, CheckContext, Evidence, artifact_refs, artifacts_folder, number_param
 from modelward.checks.model_recipes import resolve_model
 from modelward.checks.registry import register
 from modelward.core.errors import InputError
@@ -108,8 +108,8 @@ def _audit_training(resolved: Any, record: dict[str, Any], audit: Any, noise: fl
     if not isinstance(audit, dict):
         raise InputError("audit must be a mapping like {canaries: 200, guesses: 40}", field="params.audit")
     split = resolved.data
-    canaries = int(_number(audit, "canaries", 200, low=2, high=split.x_test.shape[0]))
-    guesses = int(_number(audit, "guesses", canaries // 5, low=1, high=canaries))
+    canaries = int(number_param(audit, "canaries", 200, low=2, high=split.x_test.shape[0]))
+    guesses = int(number_param(audit, "guesses", canaries // 5, low=1, high=canaries))
     epochs = int(resolved.metadata.get("epochs", record.get("epochs", 15)))
     batch_size = max(1, round(split.x_train.shape[0] * rate))
     lr = float(record.get("lr", 1e-2))
@@ -129,29 +129,6 @@ def _audit_training(resolved: Any, record: dict[str, Any], audit: Any, noise: fl
 
 
 MEMBERSHIP_ATTACKS = ("lira", "rmia", "loss")
-
-
-def _artifacts_dir(context: CheckContext) -> Path:
-    folder = Path(context.artifacts_dir) / context.requirement
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _artifact_ref(context: CheckContext, name: str) -> str:
-    return f"{Path(context.artifacts_dir).name}/{context.requirement}/{name}"
-
-
-def _number(params: dict[str, Any], name: str, default: float, *, low: float = 0.0, high: float | None = None) -> float:
-    value = params.get(name, default)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InputError(f"{name} must be a number {bound}, got {value!r}", field=f"params.{name}")
-    return float(value)
 
 
 def _flag(params: dict[str, Any], name: str, default: bool) -> bool:
@@ -202,16 +179,16 @@ class MembershipInference(Check):
             raise InputError(
                 f"attack must be one of {', '.join(MEMBERSHIP_ATTACKS)}, got {attack_name!r}", field="params.attack"
             )
-        fpr = _number(params, "fpr", 0.01, high=0.5)
+        fpr = number_param(params, "fpr", 0.01, high=0.5)
         if fpr <= 0:
             raise InputError("fpr must be above 0", field="params.fpr")
-        references_count = int(_number(params, "references", 8, low=1, high=256))
-        epochs = int(_number(params, "epochs", 15, low=1, high=1000))
-        workers = int(_number(params, "workers", 1, low=1, high=64))
+        references_count = int(number_param(params, "references", 8, low=1, high=256))
+        epochs = int(number_param(params, "epochs", 15, low=1, high=1000))
+        workers = int(number_param(params, "workers", 1, low=1, high=64))
         online = _flag(params, "online", False)
         max_auc = params.get("max_auc")
         if max_auc is not None:
-            max_auc = _number(params, "max_auc", 1.0, low=0.0, high=1.0)
+            max_auc = number_param(params, "max_auc", 1.0, low=0.0, high=1.0)
         base_dir = Path(context.base_dir)
         resolved = resolve_model(params.get("model"), base_dir, str(params.get("data", "digits")))
         split = resolved.data
@@ -251,7 +228,7 @@ class MembershipInference(Check):
         if tpr is None:  # pragma: no cover - ruled out by the resolvability check above
             raise InputError(f"TPR at FPR {fpr:g} is unresolvable here")
         passed = tpr <= threshold and (max_auc is None or result.auc <= max_auc)
-        folder = _artifacts_dir(context)
+        folder = artifacts_folder(context)
         plot_roc([result], folder / "roc.png", title=f"{result.attack} on {resolved.source}")
         details.append(
             f"{result.n_members} members, {result.n_nonmembers} non-members; {result.queries} queries to the model; "
@@ -270,19 +247,9 @@ class MembershipInference(Check):
             metrics={"tpr_at_fpr": tpr, "fpr": fpr, "auc": result.auc, "balanced_accuracy": result.balanced_accuracy},
             threshold=threshold,
             details=details,
-            artifacts=[_artifact_ref(context, "roc.png")],
+            artifacts=artifact_refs(context, ["roc.png"]),
             failed_targets=[] if passed else list(targets),
         )
-
-
-def _shifted(x: Any) -> Any:
-    """Images plus their one-pixel shifts in four directions: the attacker's natural-data pool grows fivefold."""
-    import torch
-
-    if x.dim() != 4:
-        return x
-    shifts = [x] + [torch.roll(x, shifts=s, dims=d) for s, d in ((1, 2), (-1, 2), (1, 3), (-1, 3))]
-    return torch.cat(shifts)
 
 
 @register
@@ -296,6 +263,7 @@ class ExtractionFidelity(Check):
 
     def run(self, context: CheckContext, targets: list[str]) -> Evidence:
         from modelward.attacks.extraction import STRATEGIES, ModelExtraction
+        from modelward.attacks.extraction.attacker_data import attacker_split, pixel_shifts
         from modelward.classifiers.base import Capability
         from modelward.defenses.output_hardening import HardenedClassifier, parse_steps
 
@@ -305,8 +273,8 @@ class ExtractionFidelity(Check):
             raise InputError(
                 f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}", field="params.strategy"
             )
-        budget = int(_number(params, "budget", 1000, low=1))
-        rounds = int(_number(params, "rounds", 4, low=1, high=100))
+        budget = int(number_param(params, "budget", 1000, low=1))
+        rounds = int(number_param(params, "rounds", 4, low=1, high=100))
         output = str(params.get("output", "scores"))
         if output not in ("scores", "labels"):
             raise InputError(f"output must be scores or labels, got {output!r}", field="params.output")
@@ -320,8 +288,8 @@ class ExtractionFidelity(Check):
             served = HardenedClassifier(served, parse_steps(hardening))
         if output == "labels" or Capability.SCORES not in served.capabilities:
             output = "labels"
-        half = split.x_test.shape[0] // 2
-        pool, test_x, test_y = _shifted(split.x_test[:half]), split.x_test[half:], split.y_test[half:]
+        attacker_x, test_x, test_y = attacker_split(split)
+        pool = pixel_shifts(attacker_x)
         import torch
 
         torch.manual_seed(0)
@@ -344,13 +312,13 @@ class ExtractionFidelity(Check):
         )
         threshold = self.threshold if self.threshold is not None else 0.8
         passed = result.fidelity <= threshold
-        folder = _artifacts_dir(context)
+        folder = artifacts_folder(context)
         result.plot(folder / "extraction-curve.png")
         served_as = ", ".join(str(step.get("kind")) for step in hardening) if hardening else "unhardened"
         details = [
             f"model: {resolved.source}; served {served_as}, the attacker learns from {output}",
-            f"{strategy} queries from {pool.shape[0]} attacker-owned images (held-out digits and their shifts); "
-            f"fidelity on {test_x.shape[0]} other held-out inputs",
+            f"{strategy} queries from {pool.shape[0]} attacker-owned images (half the held-out digits and their "
+            f"one-pixel shifts); fidelity on the {test_x.shape[0]} other held-out inputs",
             "curve: " + ", ".join(f"{p.queries} queries → fidelity {p.fidelity:.3f}" for p in result.curve),
         ]
         if result.stop_reason:
@@ -365,7 +333,7 @@ class ExtractionFidelity(Check):
             metrics={"fidelity": result.fidelity, "surrogate_accuracy": result.accuracy, "queries": result.queries},
             threshold=threshold,
             details=details,
-            artifacts=[_artifact_ref(context, "extraction-curve.png")],
+            artifacts=artifact_refs(context, ["extraction-curve.png"]),
             failed_targets=[] if passed else list(targets),
         )
 
@@ -406,14 +374,14 @@ class PrivacyUtility(Check):
         from modelward.defenses.output_hardening import HardenedClassifier, LabelOnly, Rounding
 
         params = context.params
-        fpr = _number(params, "fpr", 0.001, high=0.5)
-        size = int(_number(params, "population", 5000, low=200, high=200_000))
+        fpr = number_param(params, "fpr", 0.001, high=0.5)
+        size = int(number_param(params, "population", 5000, low=200, high=200_000))
         if (size - size // 2) * fpr < 1:
             raise InputError(f"a population of {size} cannot resolve an FPR of {fpr:g}", field="params.population")
-        references_count = int(_number(params, "references", 8, low=1, high=256))
-        epochs = int(_number(params, "epochs", 60, low=1, high=1000))
-        workers = int(_number(params, "workers", 1, low=1, high=64))
-        max_drop = _number(params, "max_accuracy_drop", 0.05, high=1.0)
+        references_count = int(number_param(params, "references", 8, low=1, high=256))
+        epochs = int(number_param(params, "epochs", 60, low=1, high=1000))
+        workers = int(number_param(params, "workers", 1, low=1, high=64))
+        max_drop = number_param(params, "max_accuracy_drop", 0.05, high=1.0)
         epsilons = params.get("epsilons", [1, 3, 8])
         if not isinstance(epsilons, list) or not all(
             isinstance(e, (int, float)) and not isinstance(e, bool) and e > 0 for e in epsilons

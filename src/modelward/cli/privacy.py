@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ SURROGATE_WIDTH = 16
 #: Attacker images the Jacobian strategy starts from (Papernot et al. start from about 100).
 JACOBIAN_SEEDS = 100
 #: The seed of the fixed split of the digits' test images into attacker data and evaluation data.
-EXTRACTION_SPLIT_SEED = 0
 HARDENINGS = "round:DECIMALS, noise:SIGMA, reverse-sigmoid[:BETA[,GAMMA]], top-k:K, label-only"
 
 
@@ -147,27 +146,6 @@ def _load_digits_model(model: Path | None, recipe: str | None) -> Any:
     return resolved
 
 
-def _pixel_shifts(x: Any) -> Any:
-    """Images and their eight one-pixel shifts (zero fill): nine times the data, same distribution."""
-    import torch
-    import torch.nn.functional as F
-
-    side_h, side_w = int(x.shape[-2]), int(x.shape[-1])
-    padded = F.pad(x, (1, 1, 1, 1))
-    copies = [padded[..., 1 + dy : 1 + dy + side_h, 1 + dx : 1 + dx + side_w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    return torch.cat(copies)
-
-
-def _extraction_data(split: Any) -> tuple[Any, Any, Any]:
-    """The attacker's digits and the evaluation digits: two disjoint halves of ``x_test``, never ``x_train``."""
-    import torch
-
-    order = torch.randperm(split.x_test.shape[0], generator=torch.Generator().manual_seed(EXTRACTION_SPLIT_SEED))
-    half = split.x_test.shape[0] // 2
-    attacker, evaluation = order[:half], order[half:]
-    return split.x_test[attacker], split.x_test[evaluation], split.y_test[evaluation]
-
-
 def _column_index(text: str, names: Sequence[str]) -> int:
     """A breast-cancer column by name (case, ``-`` and ``_`` ignored) or by index."""
     wanted = " ".join(text.strip().lower().replace("-", " ").replace("_", " ").split())
@@ -222,6 +200,30 @@ _format_option = click.option(
     "--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 _out_option = click.option("--out", "-o", type=click.Path(path_type=Path), help="Folder for results.json and plots.")
+
+
+def _emit(
+    results: dict[str, Any],
+    fmt: str,
+    out: Path | None,
+    printer: Callable[[dict[str, Any]], None],
+    plots: dict[str, Callable[[Path], object]] | None = None,
+) -> None:
+    """Write ``results.json`` and the plots into ``out`` (when given), then print the report as JSON or a table."""
+    text = json.dumps(results, indent=2, allow_nan=False)
+    written: list[Path] = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        written.append(write_text_atomic(out / "results.json", text + "\n"))
+        for name, draw in (plots or {}).items():
+            draw(out / name)
+            written.append(out / name)
+    if fmt == "json":
+        click.echo(text)
+    else:
+        printer(results)
+    if written:
+        click.echo("wrote " + " and ".join(str(path) for path in written), err=True)
 
 
 def register(cli: click.Group) -> None:
@@ -285,16 +287,7 @@ def register(cli: click.Group) -> None:
                 seed=seed,
             )
         test_accuracy = accuracy(result.module, split.x_test, split.y_test)
-        record = {
-            "epsilon": result.epsilon,
-            "delta": result.delta,
-            "noise_multiplier": result.noise_multiplier,
-            "sample_rate": result.sample_rate,
-            "steps": result.steps,
-            "max_grad_norm": result.max_grad_norm,
-            "accountant": result.accountant,
-            "poisson_sampling": result.poisson_sampling,
-        }
+        record = result.record(lr=lr)
         save_model(
             result.module,
             out,
@@ -486,17 +479,8 @@ def register(cli: click.Group) -> None:
             "references": reference_info,
             "details": result.details,
         }
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(out / "results.json", json.dumps(result_report, indent=2, allow_nan=False) + "\n")
-            name = model.name if model is not None else str(recipe)
-            plot_roc([result], out / "roc.png", title=f"{result.attack} on {name}")
-        if fmt == "json":
-            click.echo(json.dumps(result_report, indent=2, allow_nan=False))
-        else:
-            _print_membership(result_report)
-        if out is not None:
-            click.echo(f"wrote {out / 'results.json'} and {out / 'roc.png'}", err=True)
+        title = f"{result.attack} on {model.name if model is not None else recipe}"
+        _emit(result_report, fmt, out, _print_membership, {"roc.png": lambda p: plot_roc([result], p, title=title)})
 
     @attack.command(
         "extraction",
@@ -564,17 +548,18 @@ def register(cli: click.Group) -> None:
         With --out, writes results.json and extraction-curve.png.
         """
         from modelward.attacks.extraction import ModelExtraction
+        from modelward.attacks.extraction.attacker_data import ATTACKER_SPLIT_SEED, attacker_split, pixel_shifts
         from modelward.classifiers.models import SmallCNN
         from modelward.defenses.output_hardening import HardenedClassifier, parse_steps
 
         resolved = _load_digits_model(model, recipe)
-        attacker_x, eval_x, eval_y = _extraction_data(resolved.data)
+        attacker_x, eval_x, eval_y = attacker_split(resolved.data)
         owner = resolved.classifier()  # the owner's own view: labels for scoring fidelity, not attack queries
         owner_labels = owner.predict(eval_x)
         hardening = [{**spec, "seed": seed} if spec["kind"] == "gaussian_noise" else spec for spec in harden]
         steps = parse_steps(hardening)
         target = HardenedClassifier(resolved.classifier(), steps) if steps else resolved.classifier()
-        pool = _pixel_shifts(attacker_x)
+        pool = pixel_shifts(attacker_x)
         seed_data = {"random": None, "jacobian": attacker_x[:JACOBIAN_SEEDS]}.get(strategy, pool)
 
         def surrogate() -> Any:
@@ -602,21 +587,12 @@ def register(cli: click.Group) -> None:
                 "attacker_images": int(attacker_x.shape[0]),
                 "attacker_inputs": 0 if seed_data is None else int(seed_data.shape[0]),
                 "evaluation_images": int(eval_x.shape[0]),
-                "split": f"x_test of the digits split, halved at random (seed {EXTRACTION_SPLIT_SEED}): "
+                "split": f"x_test of the digits split, halved at random (seed {ATTACKER_SPLIT_SEED}): "
                 "attacker data and evaluation data are disjoint",
             },
             "surrogate": f"SmallCNN(width={SURROGATE_WIDTH})",
         }
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(out / "results.json", json.dumps(result_report, indent=2, allow_nan=False) + "\n")
-            result.plot(out / "extraction-curve.png")
-        if fmt == "json":
-            click.echo(json.dumps(result_report, indent=2, allow_nan=False))
-        else:
-            _print_extraction(result_report)
-        if out is not None:
-            click.echo(f"wrote {out / 'results.json'} and {out / 'extraction-curve.png'}", err=True)
+        _emit(result_report, fmt, out, _print_extraction, {"extraction-curve.png": result.plot})
 
     @attack.command(
         "inversion", short_help="Model inversion: reconstruct class images and compare them with the real data."
@@ -723,16 +699,7 @@ def register(cli: click.Group) -> None:
             },
             "reference": "class means of x_train (the training data the attack tries to reveal)",
         }
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(out / "results.json", json.dumps(result_report, indent=2, allow_nan=False) + "\n")
-            result.plot(out / "inversion.png")
-        if fmt == "json":
-            click.echo(json.dumps(result_report, indent=2, allow_nan=False))
-        else:
-            _print_inversion(result_report)
-        if out is not None:
-            click.echo(f"wrote {out / 'results.json'} and {out / 'inversion.png'}", err=True)
+        _emit(result_report, fmt, out, _print_inversion, {"inversion.png": result.plot})
 
     @attack.command(
         "attribute", short_help="Attribute inference on the breast-cancer table, beside a no-model baseline."
@@ -951,15 +918,7 @@ def _run_attribute(
         "victims_are": "x_train (the model's training records)",
         "attacker_holds": "x_test in full",
     }
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "results.json", json.dumps(result_report, indent=2, allow_nan=False) + "\n")
-    if fmt == "json":
-        click.echo(json.dumps(result_report, indent=2, allow_nan=False))
-    else:
-        _print_attribute(result_report)
-    if out is not None:
-        click.echo(f"wrote {out / 'results.json'}", err=True)
+    _emit(result_report, fmt, out, _print_attribute)
 
 
 # --------------------------------------------------------------------------------------------

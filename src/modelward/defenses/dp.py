@@ -86,6 +86,22 @@ class DPTrainingResult:
         """Whether ``(epsilon, delta)`` is a DP guarantee: Poisson sampling on and finite ε."""
         return self.poisson_sampling and math.isfinite(self.epsilon)
 
+    def record(self, **training: float | int | str) -> dict[str, float | int | str | bool]:
+        """What to save beside the weights so the guarantee can be recomputed later (``training``: e.g. ``lr``)."""
+        return {
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "noise_multiplier": self.noise_multiplier,
+            "sample_rate": self.sample_rate,
+            "steps": self.steps,
+            "max_grad_norm": self.max_grad_norm,
+            "accountant": self.accountant,
+            "poisson_sampling": self.poisson_sampling,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            **training,
+        }
+
 
 # --------------------------------------------------------------------------------------------
 # accounting, straight from Opacus
