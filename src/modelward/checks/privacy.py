@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelward.checks.base import Check, CheckContext, Evidence, artifact_refs, artifacts_folder, number_param
-from modelward.checks.model_recipes import resolve_model
+from modelward.checks.model_recipes import CACHE_DIR, resolve_model
 from modelward.checks.registry import register
 from modelward.core.errors import InputError
 
@@ -63,7 +63,6 @@ class DPEpsilon(Check):
         except (KeyError, TypeError, ValueError):
             raise InputError(f"{resolved.source}: the DP record is incomplete or malformed", field="model") from None
         epsilon = epsilon_for(noise, rate, steps, delta, accountant)  # type: ignore[arg-type]
-        recorded = float(record.get("epsilon", math.nan))
         poisson = bool(record.get("poisson_sampling", True))
         guarantee = poisson and math.isfinite(epsilon)
         passed = guarantee and epsilon <= threshold + 1e-9
@@ -72,8 +71,9 @@ class DPEpsilon(Check):
             f"noise multiplier {noise:.4g}, sample rate {rate:.4g}, {steps} steps, δ = {delta:.3g}, "
             f"accountant {accountant}, clipping norm {record.get('max_grad_norm', '?')}",
         ]
-        if not math.isclose(epsilon, recorded, rel_tol=1e-6, abs_tol=1e-9):
-            details.append(f"the saved record claims ε = {recorded:.4g}; the accountant says {epsilon:.4g}")
+        claimed = record.get("epsilon")
+        if isinstance(claimed, (int, float)) and not math.isclose(epsilon, float(claimed), rel_tol=1e-6, abs_tol=1e-9):
+            details.append(f"the saved record claims ε = {float(claimed):.4g}; the accountant says {epsilon:.4g}")
         if not poisson:
             details.append("trained without Poisson sampling: the accountant's ε is not a guarantee")
         metrics = {"epsilon": epsilon, "delta": delta, "noise_multiplier": noise, "steps": float(steps)}
@@ -110,7 +110,7 @@ def _audit_training(resolved: Any, record: dict[str, Any], audit: Any, noise: fl
     split = resolved.data
     canaries = int(number_param(audit, "canaries", 200, low=2, high=split.x_test.shape[0]))
     guesses = int(number_param(audit, "guesses", canaries // 5, low=1, high=canaries))
-    epochs = int(resolved.metadata.get("epochs", record.get("epochs", 15)))
+    epochs = int(record.get("epochs", resolved.metadata.get("epochs", 15)))
     batch_size = max(1, round(split.x_train.shape[0] * rate))
     lr = float(record.get("lr", 1e-2))
     module = resolved.module
@@ -210,7 +210,7 @@ class MembershipInference(Check):
         else:
             factory, factory_params = _factory_for(split)
             specs = reference_specs(len(population), references_count, factory, factory_params, epochs=epochs, seed=0)
-            cache = base_dir / ".modelward-cache" / "references"
+            cache = base_dir / CACHE_DIR / "references"
             references = train_reference_models(population, specs, engine=LocalEngine(workers, cache_dir=cache))
             attack = (
                 LiRA(classifier, references, online=online)
@@ -219,7 +219,7 @@ class MembershipInference(Check):
             )
             details.append(
                 f"{references_count} reference models ({factory}, {epochs} epochs) on random halves of "
-                f"{len(population)} records; cached in .modelward-cache/references"
+                f"{len(population)} records; cached in {CACHE_DIR}/references"
             )
         indices = torch.arange(len(population))
         result = attack.evaluate(population.x, population.y, members, indices=indices, fprs=(fpr,))
@@ -392,7 +392,7 @@ class PrivacyUtility(Check):
         split = population.split(members)
         model_params: dict[str, Any] = {"in_features": population.x.shape[1], "num_classes": population.num_classes}
         model_params["hidden"] = 256
-        engine = LocalEngine(workers, cache_dir=Path(context.base_dir) / ".modelward-cache" / "references")
+        engine = LocalEngine(workers, cache_dir=Path(context.base_dir) / CACHE_DIR / "references")
         trained_on = tuple(int(i) for i in members.nonzero().squeeze(1).tolist())
         variants_specs = {
             "undefended": ModelSpec("mlp", model_params, trained_on, seed=2, epochs=epochs),
