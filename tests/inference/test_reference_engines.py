@@ -62,7 +62,20 @@ def test_specs_are_balanced_plain_data(population: Population, specs: list[Model
 def test_local_process_pool_is_bit_identical_to_sequential(
     population: Population, specs: list[ModelSpec], sequential: list[TrainedModel]
 ) -> None:
-    _identical(sequential, LocalEngine(2).train(specs, population.x, population.y))
+    heard: list[tuple[int, int]] = []
+    pooled = LocalEngine(2).train(specs, population.x, population.y, progress=lambda d, t: heard.append((d, t)))
+    _identical(sequential, pooled)
+    assert [done for done, _ in heard] == [0, 1, 2, 3, 4]  # every finished model, in count order
+    assert {total for _, total in heard} == {4}
+
+
+def test_progress_counts_cached_models_at_once(population: Population, specs: list[ModelSpec], tmp_path: Path) -> None:
+    LocalEngine(1, cache_dir=tmp_path).train(specs[:2], population.x, population.y)
+    heard: list[tuple[int, int]] = []
+    LocalEngine(1, cache_dir=tmp_path).train(
+        specs, population.x, population.y, progress=lambda d, t: heard.append((d, t))
+    )
+    assert heard == [(2, 4), (3, 4), (4, 4)]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from modelward.cli.privacy_options import (
 )
 from modelward.cli.progress import progress_bar
 from modelward.core.errors import InputError
-from modelward.core.progress import Progress, report
 
 MEMBERSHIP_ATTACKS = ("loss", "label-only", "shadow", "lira", "rmia")
 REFERENCE_ATTACKS = frozenset({"shadow", "lira", "rmia"})
@@ -217,7 +215,7 @@ def _train_references(
         engine = LocalEngine(workers, cache_dir=cache)
     started = time.perf_counter()
     with engine, progress_bar(f"{count} reference models ({engine_name}, {workers} worker(s))") as progress:
-        trained = _train_in_chunks(engine, specs, population, _chunk_size(engine_name, workers, progress), progress)
+        trained = engine.train(specs, population.x, population.y, progress=progress)
     references = ReferenceModels(trained, population, engine.cache)
     info = {
         "count": count,
@@ -234,28 +232,6 @@ def _train_references(
         "seconds": time.perf_counter() - started,
     }
     return references, info
-
-
-def _chunk_size(engine_name: str, workers: int, progress: Progress | None) -> int | None:
-    """Specs per training call: one call without a bar; one model (or one per Ray CPU) at a time with one.
-
-    A local process pool starts afresh on every call, so it gets all specs at once even with a bar.
-    """
-    if progress is None or (engine_name == "local" and workers > 1):
-        return None
-    return 1 if engine_name == "local" else workers
-
-
-def _train_in_chunks(
-    engine: Any, specs: Sequence[Any], population: Any, chunk: int | None, progress: Progress | None
-) -> list[Any]:
-    size = len(specs) if chunk is None else chunk
-    trained: list[Any] = []
-    report(progress, 0, len(specs))
-    for start in range(0, len(specs), size):
-        trained.extend(engine.train(specs[start : start + size], population.x, population.y))
-        report(progress, len(trained), len(specs))
-    return trained
 
 
 def _membership_attack(name: str, target: Any, references: Any, *, online: bool, seed: int) -> Any:

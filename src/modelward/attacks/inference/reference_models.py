@@ -28,7 +28,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ from modelward.classifiers.models import MLP, SmallCNN
 from modelward.classifiers.torch_adapter import TorchClassifier
 from modelward.classifiers.training import train_classifier
 from modelward.core.errors import InputError
+from modelward.core.progress import Progress, report
 from modelward.datasets.synthetic import Population, tensor_fingerprint
 
 SPEC_VERSION = "modelward.reference/1"
@@ -270,8 +271,13 @@ class ReferenceEngine(ABC):
     def __init__(self, *, cache_dir: Path | str | None = None) -> None:
         self.cache = ArtifactCache(cache_dir) if cache_dir is not None else None
 
-    def train(self, specs: Sequence[ModelSpec], x: torch.Tensor, y: torch.Tensor) -> list[TrainedModel]:
-        """Trained models for ``specs`` (in order) on the population ``(x, y)``; cached ones are loaded."""
+    def train(
+        self, specs: Sequence[ModelSpec], x: torch.Tensor, y: torch.Tensor, *, progress: Progress | None = None
+    ) -> list[TrainedModel]:
+        """Trained models for ``specs`` (in order) on the population ``(x, y)``; cached ones are loaded.
+
+        ``progress`` hears ``(models ready, models)`` as cached models load and trained ones finish.
+        """
         from safetensors.torch import load
 
         if x.shape[0] != y.shape[0]:
@@ -290,10 +296,14 @@ class ReferenceEngine(ABC):
         for spec, key in zip(specs, keys, strict=True):
             if key not in found:
                 todo.setdefault(key, spec)
+        ready = len(specs) - len(todo)
+        report(progress, ready, len(specs))
         if todo:
             x_np = np.ascontiguousarray(x.detach().cpu().numpy())
             y_np = np.ascontiguousarray(y.detach().cpu().numpy())
-            outputs = self._train_many(list(todo.values()), x_np, y_np)
+            outputs = self._train_many(
+                list(todo.values()), x_np, y_np, lambda finished: report(progress, ready + finished, len(specs))
+            )
             for (key, spec), (blob, seconds) in zip(todo.items(), outputs, strict=True):
                 state = load(blob)
                 if self.cache is not None:
@@ -302,8 +312,13 @@ class ReferenceEngine(ABC):
         return [found[key] for key in keys]
 
     @abstractmethod
-    def _train_many(self, specs: list[ModelSpec], x: np.ndarray, y: np.ndarray) -> list[tuple[bytes, float]]:
-        """Train every spec; return safetensors bytes and training seconds per spec, in order."""
+    def _train_many(
+        self, specs: list[ModelSpec], x: np.ndarray, y: np.ndarray, finished: Callable[[int], None]
+    ) -> list[tuple[bytes, float]]:
+        """Train every spec; return safetensors bytes and training seconds per spec, in order.
+
+        ``finished(n)`` is called whenever the number of specs done so far rises to ``n``.
+        """
 
     def close(self) -> None:  # noqa: B027 - most engines hold nothing to release
         """Release workers or clusters this engine started (idempotent)."""
@@ -332,13 +347,22 @@ class LocalEngine(ReferenceEngine):
         super().__init__(cache_dir=cache_dir)
         self.workers = int(workers)
 
-    def _train_many(self, specs: list[ModelSpec], x: np.ndarray, y: np.ndarray) -> list[tuple[bytes, float]]:
+    def _train_many(
+        self, specs: list[ModelSpec], x: np.ndarray, y: np.ndarray, finished: Callable[[int], None]
+    ) -> list[tuple[bytes, float]]:
         if self.workers == 1 or len(specs) == 1:
-            return [_train_to_bytes(spec, x, y) for spec in specs]
+            outputs = []
+            for spec in specs:
+                outputs.append(_train_to_bytes(spec, x, y))
+                finished(len(outputs))
+            return outputs
         context = multiprocessing.get_context("spawn")
         workers = min(self.workers, len(specs))
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(x, y)) as pool:
-            return list(pool.map(_train_in_worker, specs))
+            futures = [pool.submit(_train_in_worker, spec) for spec in specs]
+            for count, _ in enumerate(as_completed(futures), start=1):
+                finished(count)
+            return [future.result() for future in futures]
 
 
 def _import_ray() -> ModuleType:
@@ -408,10 +432,16 @@ class RayEngine(ReferenceEngine):
             self._task = ray.remote(num_cpus=1)(_train_remote)
         return self._task
 
-    def _train_many(self, specs: list[ModelSpec], x: np.ndarray, y: np.ndarray) -> list[tuple[bytes, float]]:
+    def _train_many(
+        self, specs: list[ModelSpec], x: np.ndarray, y: np.ndarray, finished: Callable[[int], None]
+    ) -> list[tuple[bytes, float]]:
         task = self._ensure_running()
         x_ref, y_ref = self._ray.put(x), self._ray.put(y)
         futures = [task.remote(spec, x_ref, y_ref) for spec in specs]
+        pending = list(futures)
+        while pending:
+            _done, pending = self._ray.wait(pending, num_returns=1)
+            finished(len(futures) - len(pending))
         return [(bytes(blob), float(seconds)) for blob, seconds in self._ray.get(futures)]
 
     def close(self) -> None:
@@ -549,10 +579,11 @@ def train_reference_models(
     specs: Sequence[ModelSpec],
     *,
     engine: ReferenceEngine | None = None,
+    progress: Progress | None = None,
 ) -> ReferenceModels:
     """Train (or load from the engine's cache) every spec on ``population``; the engine defaults to sequential."""
     if not specs:
         raise InputError("no reference model specs given")
     runner = engine if engine is not None else LocalEngine(1)
-    models = runner.train(specs, population.x, population.y)
+    models = runner.train(specs, population.x, population.y, progress=progress)
     return ReferenceModels(models, population, runner.cache)
