@@ -160,3 +160,20 @@ def test_label_only_endpoint_refuses_score_attacks_at_construction_and_runs_labe
         result = noisy.evaluate(w.population.x[:200], w.population.y[:200], w.members[:200])
         assert result.queries == 200 * 3
         assert result.attack.startswith("label-only (augmented")
+
+
+def test_offline_rmia_with_two_reference_models_says_it_needs_more() -> None:
+    from modelward.attacks.inference import RMIA, LocalEngine, reference_specs, train_reference_models
+    from modelward.classifiers.models import MLP
+    from modelward.classifiers.torch_adapter import TorchClassifier
+    from modelward.core.errors import InputError
+    from modelward.datasets.synthetic import make_tabular_population
+
+    population = make_tabular_population(200, seed=1)
+    params = {"in_features": 20, "num_classes": 10, "hidden": 8}
+    references = train_reference_models(
+        population, reference_specs(200, 2, "mlp", params, epochs=1), engine=LocalEngine(1)
+    )
+    target = TorchClassifier(MLP(**params), (20,), bounds=population.bounds)
+    with pytest.raises(InputError, match="2 are too few"):
+        RMIA(target, references, online=False, z_count=100)

@@ -155,6 +155,11 @@ class RMIA(ReferenceAttack):
             usable = (~others_inside).any(dim=0)
             target_conf, target_members = target_conf[usable], target_members[usable]
             others, others_inside = others[:, usable], others_inside[:, usable]
+        if bool(target_members.all()) or not bool(target_members.any()):
+            raise InputError(
+                f"tuning RMIA's a needs reference models whose training sets overlap in varied ways; "
+                f"{len(self.references)} are too few (use at least 4, or pass a=)"
+            )
         best, best_auc = float(grid[0]), -1.0
         for a in grid:
             ratio = target_conf / reference_probability(others, others_inside, online=False, a=float(a))
