@@ -219,6 +219,7 @@ def test_scenario_is_valid_and_lint_clean(system: System) -> None:
         "design.safe_model_artifacts",
         "evasion.robust_accuracy",
         "evasion.detection_rate",
+        "evasion.certified_accuracy",
         "privacy.membership_inference",
         "privacy.dp_epsilon",
         "privacy.extraction_fidelity",
