@@ -18,7 +18,7 @@ $(VENV)/.demo: $(VENV)/.created pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.created pyproject.toml
-	$(PIP) install --quiet -e '.[dev,ml,privacy,distributed]'
+	$(PIP) install --quiet -e '.[dev,ml,privacy,distributed,serve]'
 	touch $@ $(VENV)/.demo
 
 # Graphviz renders the DFD as SVG; without it the report falls back to Mermaid.

@@ -309,9 +309,11 @@ def checks_list() -> None:
 
 from modelward.cli import evasion as _evasion  # noqa: E402 - registers its commands on ``cli``
 from modelward.cli import privacy as _privacy  # noqa: E402
+from modelward.cli import signing as _signing  # noqa: E402
 
 _evasion.register(cli)
 _privacy.register(cli)
+_signing.register(cli)
 
 
 def main() -> None:
