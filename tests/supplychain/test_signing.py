@@ -144,3 +144,25 @@ def test_command_line_exit_codes(tmp_path: Path) -> None:
     missing = run("verify", "nothing.bin", "--public-key", "keys/signing-key.pub.pem", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "BEGIN" not in run("signing-key", "-o", "k2", cwd=tmp_path).stdout  # the private key is never printed
+
+
+def test_only_the_signature_in_use_is_left_out_of_the_manifest(signed: tuple[Path, Path, Path]) -> None:
+    model, private, public = signed
+    (model / "payload.sig.json").write_text("{}")  # a file named like a signature is still content
+    assert problems(model, public) == ["added file: payload.sig.json"]
+    inside = model / "model.sig.json"
+    sign(model, load_private_key(private), out=inside)
+    assert verify(model, [load_public_key(public)], signature=inside).valid
+
+
+def test_each_command_has_help() -> None:
+    import click
+    from click.testing import CliRunner
+
+    from modelward.cli.signing import register
+
+    group = click.Group("modelward")
+    register(group)
+    for name in ("signing-key", "sign", "verify"):
+        result = CliRunner().invoke(group, [name, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output

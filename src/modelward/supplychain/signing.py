@@ -49,18 +49,20 @@ def looks_like_pickle(path: Path) -> bool:
     return False
 
 
-def _files(artifact: Path) -> list[Path]:
+def _files(artifact: Path, exclude: Path | None) -> list[Path]:
     if artifact.is_symlink():
         raise InputError("a signed artifact may not be a symbolic link", file=str(artifact))
     if artifact.is_file():
         return [artifact]
     if not artifact.is_dir():
         raise InputError("no such artifact (a model file or folder)", file=str(artifact))
+    skip = exclude.resolve() if exclude is not None else None
     found = []
     for path in sorted(artifact.rglob("*")):
         if path.is_symlink():
             raise InputError("symbolic links are not signed; copy the file in", file=str(path))
-        if path.is_file() and not path.name.endswith(SIGNATURE_SUFFIX):
+        # Only the signature file in use is left out: any other ``*.sig.json`` is content like the rest.
+        if path.is_file() and path.resolve() != skip:
             found.append(path)
     if not found:
         raise InputError("the artifact folder holds no files", file=str(artifact))
@@ -75,9 +77,12 @@ def _digest(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def build_manifest(artifact: Path, *, allow_pickle: bool = False) -> dict[str, Any]:
-    """Size and SHA-256 of every file of ``artifact``; pickle-family files refused unless ``allow_pickle``."""
-    files = _files(artifact)
+def build_manifest(artifact: Path, *, allow_pickle: bool = False, exclude: Path | None = None) -> dict[str, Any]:
+    """Size and SHA-256 of every file of ``artifact`` but ``exclude`` (the signature file when it lies inside).
+
+    Pickle-family files are refused unless ``allow_pickle``.
+    """
+    files = _files(artifact, exclude)
     base = artifact if artifact.is_dir() else artifact.parent
     entries = []
     for path in files:
@@ -153,14 +158,14 @@ def signature_path_for(artifact: Path) -> Path:
 
 def sign(artifact: Path, key: Ed25519PrivateKey, *, allow_pickle: bool = False, out: Path | None = None) -> Path:
     """Sign ``artifact``'s manifest; write and return the detached signature file."""
-    manifest = build_manifest(artifact, allow_pickle=allow_pickle)
+    target = out if out is not None else signature_path_for(artifact)
+    manifest = build_manifest(artifact, allow_pickle=allow_pickle, exclude=target)
     document = {
         "format": SIGNATURE_FORMAT,
         "key_id": key_id(key.public_key()),
         "manifest": manifest,
         "signature": base64.b64encode(key.sign(canonical(manifest))).decode("ascii"),
     }
-    target = out if out is not None else signature_path_for(artifact)
     target.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return target
 
@@ -211,7 +216,8 @@ def verify(
     allow_pickle: bool = False,
 ) -> Verification:
     """Check ``artifact`` against its detached signature and the ``trusted`` keys; name every problem."""
-    document = _read_signature(signature if signature is not None else signature_path_for(artifact))
+    signature_file = signature if signature is not None else signature_path_for(artifact)
+    document = _read_signature(signature_file)
     manifest = document["manifest"]
     keys = {key_id(k): k for k in trusted}
     claimed = str(document.get("key_id"))
@@ -224,5 +230,6 @@ def verify(
             key.verify(base64.b64decode(str(document.get("signature", "")), validate=True), canonical(manifest))
         except (InvalidSignature, ValueError):
             problems.append("the signature does not match the manifest (the signature file was altered)")
-    problems += _compare(manifest["files"], build_manifest(artifact, allow_pickle=allow_pickle)["files"])
+    actual = build_manifest(artifact, allow_pickle=allow_pickle, exclude=signature_file)
+    problems += _compare(manifest["files"], actual["files"])
     return Verification(valid=not problems, key_id=claimed if key is not None else None, problems=problems)
