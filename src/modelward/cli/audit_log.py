@@ -1,0 +1,44 @@
+"""``modelward audit-log verify``: check that a gateway audit log was not tampered with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from modelward.core.errors import EXIT_FINDINGS, EXIT_USAGE, ModelwardError
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``audit-log`` command group to the main command."""
+
+    @cli.group("audit-log")
+    def audit_log() -> None:
+        """Inspect the gateway's tamper-evident audit log."""
+
+    @audit_log.command("verify")
+    @click.argument("path", type=click.Path(path_type=Path))
+    @click.option("--public-key", type=click.Path(path_type=Path), help="Ed25519 public key (PEM) of the checkpoints.")
+    @click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+    def verify_command(path: Path, public_key: Path | None, fmt: str) -> None:
+        """Check the hash chain and signed checkpoints. Exit 0 valid, 1 tampered, 2 bad input."""
+        from modelward.gateway.audit_log import load_public_key, verify
+
+        try:
+            key = load_public_key(public_key) if public_key is not None else None
+            result = verify(path, key)
+        except ModelwardError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(EXIT_USAGE) from exc
+        if fmt == "json":
+            click.echo(json.dumps(result.to_dict(), indent=2))
+        elif result.valid:
+            click.echo(f"valid: {path}: {result.records} records, {result.checkpoints} checkpoints")
+        else:
+            click.echo(f"TAMPERED: {path}: first bad record {result.first_bad_seq}: {result.reason}")
+        if fmt != "json":
+            for warning in result.warnings:
+                click.echo(f"warning: {warning}")
+        if not result.valid:
+            raise SystemExit(EXIT_FINDINGS)
