@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from modelward.core.errors import InputError
 from modelward.gateway.redaction import Redactor
+from modelward.supplychain.signing import key_id, load_public_key
 
 __all__ = [
     "GENESIS_HASH",
@@ -102,25 +102,6 @@ def record_hash(
 
 def _checkpoint_message(seq: int, head_hash: str) -> bytes:
     return _CHECKPOINT_DOMAIN + _canonical([seq, head_hash])
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """A short stable name of a public key: the first 16 hex characters of SHA-256 of its raw bytes."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """An Ed25519 public key from a PEM file; :class:`InputError` when it is missing or not one."""
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise InputError(f"cannot read public key: {exc.strerror}", file=str(path)) from exc
-    except ValueError as exc:
-        raise InputError("not a PEM public key", file=str(path)) from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise InputError("not an Ed25519 public key", file=str(path))
-    return key
 
 
 class AuditStore(Protocol):
