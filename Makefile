@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 EXAMPLE := examples/content-moderation
 REPORT := reports/content-moderation
 
-.PHONY: demo test lint typecheck security unit graphviz bench bench-evasion bench-privacy schemas clean
+.PHONY: demo test lint typecheck security unit graphviz services bench bench-evasion bench-privacy bench-gateway schemas clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(VENV)/.created:
 	touch $@
 
 $(VENV)/.demo: $(VENV)/.created pyproject.toml
-	$(PIP) install --quiet -e '.[ml,privacy]'
+	$(PIP) install --quiet -e '.[ml,privacy,serve]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.created pyproject.toml
@@ -28,6 +28,16 @@ graphviz:
 	    (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) \
 	      || echo "note: could not install Graphviz; the report will use Mermaid"; \
 	  else echo "note: Graphviz not installed; the report will use Mermaid"; fi; }
+
+# PostgreSQL and Redis let the gateway's storage tests run against real servers; without them they skip.
+services:
+	@if ! { command -v initdb >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 \
+	        || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+	    || ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq postgresql redis-server >/dev/null) \
+	      || echo "note: could not install PostgreSQL/Redis; their gateway tests will be skipped"; \
+	  else echo "note: PostgreSQL or Redis not installed; their gateway tests will be skipped"; fi; fi
 
 # The scenario fails two requirements on purpose (exit 1); only bad input (exit 2+) fails the demo.
 demo: $(VENV)/.demo graphviz
@@ -45,7 +55,7 @@ typecheck: $(VENV)/.dev
 security: $(VENV)/.dev
 	$(VENV)/bin/bandit -q -c pyproject.toml -r src
 
-unit: $(VENV)/.dev graphviz
+unit: $(VENV)/.dev graphviz services
 	$(PY) -m pytest -q -n 2
 
 test: lint typecheck security unit
@@ -65,6 +75,10 @@ bench-privacy: $(VENV)/.dev
 	$(PY) benchmarks/privacy/reference_training.py
 	$(PY) benchmarks/privacy/dp_sgd.py
 	$(PY) benchmarks/privacy/extraction.py
+
+# The gateway beside a bare FastAPI endpoint (Redis rate limits too when redis-server is installed); ~4 minutes.
+bench-gateway: $(VENV)/.dev
+	$(PY) benchmarks/gateway/bench_gateway.py
 
 # Regenerate the published JSON Schemas (a test fails when they drift from the code).
 schemas: $(VENV)/.demo

@@ -310,3 +310,43 @@ def test_cli_verify_exit_codes(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     assert missing.exit_code == 2
     not_a_key = runner.invoke(_cli(), ["audit-log", "verify", str(path), "--public-key", str(path)])
     assert not_a_key.exit_code == 2
+
+
+def test_two_writers_on_one_store_keep_one_chain(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    """Two logs (as two replicas would hold) append to one file from many threads: no fork, nothing lost."""
+    path = tmp_path / "shared.db"
+    logs = [AuditLog(path, signing_key=key, checkpoint_every=7) for _ in range(2)]
+
+    def write(log: AuditLog, worker: int) -> None:
+        for i in range(40):
+            log.append(f"writer-{worker}", "predict", "ok", {"i": i})
+
+    threads = [threading.Thread(target=write, args=(logs[w % 2], w)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for log in logs:
+        log.close()
+    result = verify(path, key.public_key())
+    assert result.valid, result.reason
+    assert result.records == 160
+    db = _db(path)
+    counts = dict(db.execute("SELECT actor, COUNT(*) FROM audit_records GROUP BY actor").fetchall())
+    assert counts == {f"writer-{w}": 40 for w in range(4)}
+
+
+def test_tail_returns_newest_first_and_filters_by_action(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    from modelward.gateway.audit_log import SQLiteAuditStore
+
+    path = tmp_path / "tail.db"
+    log = AuditLog(path, signing_key=key)
+    for i in range(6):
+        log.append("a", "predict" if i % 2 else "deploy", "ok", {"i": i})
+    log.close()
+    store = SQLiteAuditStore(path, readonly=True)
+    try:
+        assert [r.details["i"] for r in store.tail(2)] == [5, 4]
+        assert [r.details["i"] for r in store.tail(10, action="predict")] == [5, 3, 1]
+    finally:
+        store.close()

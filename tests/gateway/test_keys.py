@@ -112,9 +112,9 @@ def test_role_matrix_least_privilege() -> None:
     expected = {
         Role.END_USER: {Action.PREDICT},
         Role.MODERATOR: {Action.PREDICT, Action.READ_DECISIONS, Action.FILE_REPORTS},
-        Role.ML_ENGINEER: {Action.DEPLOY_MODEL},
-        Role.AUDITOR: {Action.READ_AUDIT_LOG, Action.EXPORT_AUDIT_LOG},
-        Role.ADMIN: {Action.MANAGE_KEYS, Action.CHANGE_ROLES},
+        Role.ML_ENGINEER: {Action.DEPLOY_MODEL, Action.VIEW_MODELS},
+        Role.AUDITOR: {Action.READ_AUDIT_LOG, Action.EXPORT_AUDIT_LOG, Action.VIEW_MODELS, Action.READ_METRICS},
+        Role.ADMIN: {Action.MANAGE_KEYS, Action.CHANGE_ROLES, Action.READ_METRICS},
     }
     for role in Role:
         for action in Action:

@@ -307,15 +307,19 @@ def checks_list() -> None:
     render.print_checks()
 
 
+from modelward.cli import admin as _admin  # noqa: E402
 from modelward.cli import audit_log as _audit_log  # noqa: E402
 from modelward.cli import evasion as _evasion  # noqa: E402 - registers its commands on ``cli``
 from modelward.cli import privacy as _privacy  # noqa: E402
+from modelward.cli import serve as _serve  # noqa: E402
 from modelward.cli import signing as _signing  # noqa: E402
 
 _evasion.register(cli)
 _privacy.register(cli)
 _signing.register(cli)
 _audit_log.register(cli)
+_admin.register(cli)
+_serve.register(cli)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +51,11 @@ __all__ = [
     "load_public_key",
     "record_hash",
     "verify",
+    "verify_store",
 ]
+
+ChainBuilder = Callable[[int, str], tuple[Sequence["AuditRecord"], Sequence["Checkpoint"]]]
+"""Given the head ``(seq, hash)`` read inside the write transaction, the records and checkpoints to add."""
 
 GENESIS_HASH = "0" * 64
 _CHECKPOINT_DOMAIN = b"modelward-audit-checkpoint-v1\x00"
@@ -115,8 +119,19 @@ class AuditStore(Protocol):
         """Write records and checkpoints in one durable transaction."""
         ...
 
+    def append_chained(self, build: ChainBuilder) -> list[AuditRecord]:
+        """Hold the store's write lock, read the head, write what ``build(seq, hash)`` returns, commit.
+
+        This is what keeps one chain when several processes (replicas) write the same store.
+        """
+        ...
+
     def records(self) -> Iterator[AuditRecord]:
         """Every record, by increasing sequence number."""
+        ...
+
+    def tail(self, limit: int, action: str | None = None) -> list[AuditRecord]:
+        """The newest ``limit`` records (of ``action`` when given), newest first."""
         ...
 
     def checkpoints(self) -> list[Checkpoint]:
@@ -140,10 +155,35 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 """
 
 
+_SELECT_RECORDS = "SELECT seq, ts, actor, action, outcome, details, prev_hash, hash FROM audit_records"
+
+
+def record_from_row(row: Sequence[Any]) -> AuditRecord:
+    """An :class:`AuditRecord` from a ``(seq, ts, actor, action, outcome, details-json, prev_hash, hash)`` row.
+
+    Unparseable details are kept visibly (not dropped) so :func:`verify` reports the record as altered.
+    """
+    seq, ts, actor, action, outcome, details, prev_hash, digest = row
+    try:
+        parsed = json.loads(details)
+    except (TypeError, ValueError):
+        parsed = {"__unparseable__": str(details)}
+    if not isinstance(parsed, dict):
+        parsed = {"__not_an_object__": parsed}
+    return AuditRecord(int(seq), str(ts), str(actor), str(action), str(outcome), parsed, str(prev_hash), str(digest))
+
+
+def canonical_details(details: Mapping[str, Any]) -> str:
+    """The JSON text stores keep for a record's details (the same bytes the hash covers)."""
+    return _canonical(details).decode()
+
+
 class SQLiteAuditStore:
     """:class:`AuditStore` in one SQLite file (WAL, ``synchronous=FULL``). ``readonly`` never creates."""
 
-    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False, synchronous: str = "full") -> None:
+        if synchronous not in ("full", "normal"):
+            raise InputError(f"synchronous must be full or normal, got {synchronous!r}")
         self.path = Path(path)
         try:
             if readonly:
@@ -157,7 +197,8 @@ class SQLiteAuditStore:
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
+                # FULL survives power loss; NORMAL (in WAL mode) survives a crashed or killed process.
+                self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
                 self._db.executescript(_SCHEMA)
                 self._db.execute(
                     "INSERT OR IGNORE INTO audit_meta (name, value) VALUES ('format', 'modelward-audit-log-v1')"
@@ -170,39 +211,41 @@ class SQLiteAuditStore:
         return (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
 
     def append(self, records: Sequence[AuditRecord], checkpoints: Sequence[Checkpoint]) -> None:
+        self.append_chained(lambda _seq, _hash: (records, checkpoints))
+
+    def append_chained(self, build: ChainBuilder) -> list[AuditRecord]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
+            records, checkpoints = build(*self.head())
             self._db.executemany(
                 "INSERT INTO audit_records (seq, ts, actor, action, outcome, details, prev_hash, hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (r.seq, r.ts, r.actor, r.action, r.outcome, _canonical(r.details).decode(), r.prev_hash, r.hash)
+                    (r.seq, r.ts, r.actor, r.action, r.outcome, canonical_details(r.details), r.prev_hash, r.hash)
                     for r in records
                 ],
             )
             self._db.executemany(
-                "INSERT INTO audit_checkpoints (seq, head_hash, signature, key_id) VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO audit_checkpoints (seq, head_hash, signature, key_id) VALUES (?, ?, ?, ?)",
                 [(c.seq, c.head_hash, c.signature, c.key_id) for c in checkpoints],
             )
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        return list(records)
 
     def records(self) -> Iterator[AuditRecord]:
-        cursor = self._db.execute(
-            "SELECT seq, ts, actor, action, outcome, details, prev_hash, hash FROM audit_records ORDER BY seq"
-        )
-        for seq, ts, actor, action, outcome, details, prev_hash, digest in cursor:
-            try:
-                parsed = json.loads(details)
-            except (TypeError, ValueError):
-                parsed = {"__unparseable__": str(details)}
-            if not isinstance(parsed, dict):
-                parsed = {"__not_an_object__": parsed}
-            yield AuditRecord(
-                int(seq), str(ts), str(actor), str(action), str(outcome), parsed, str(prev_hash), str(digest)
-            )
+        cursor = self._db.execute(f"{_SELECT_RECORDS} ORDER BY seq")
+        for row in cursor:
+            yield record_from_row(row)
+
+    def tail(self, limit: int, action: str | None = None) -> list[AuditRecord]:
+        if action is None:
+            rows = self._db.execute(f"{_SELECT_RECORDS} ORDER BY seq DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.execute(f"{_SELECT_RECORDS} WHERE action = ? ORDER BY seq DESC LIMIT ?", (action, limit))
+        return [record_from_row(row) for row in rows.fetchall()]
 
     def checkpoints(self) -> list[Checkpoint]:
         rows = self._db.execute("SELECT seq, head_hash, signature, key_id FROM audit_checkpoints ORDER BY seq")
@@ -215,8 +258,8 @@ class SQLiteAuditStore:
 class AuditLog:
     """Appends redacted, hash-chained records; signs a checkpoint every ``checkpoint_every`` records.
 
-    One writing process per log (the head is re-read inside each write transaction, so a second writer
-    fails on the sequence-number constraint instead of forking the chain). Thread-safe.
+    Several writers (threads, processes, replicas) may share one store: the head is read inside the
+    store's write transaction (:meth:`AuditStore.append_chained`), so the chain never forks. Thread-safe.
     """
 
     def __init__(
@@ -283,8 +326,7 @@ class AuditLog:
         return Checkpoint(seq, head_hash, self._key.sign(_checkpoint_message(seq, head_hash)), self._key_id)
 
     def _commit(self, entries: Sequence[_Entry]) -> list[AuditRecord]:
-        with self._lock:
-            seq, prev = self._store.head()
+        def build(seq: int, prev: str) -> tuple[list[AuditRecord], list[Checkpoint]]:
             records: list[AuditRecord] = []
             points: list[Checkpoint] = []
             for entry in entries:
@@ -297,8 +339,10 @@ class AuditLog:
                 prev = digest
                 if self._key is not None and seq % self._every == 0:
                     points.append(self._sign(seq, digest))
-            self._store.append(records, points)
-            return records
+            return records, points
+
+        with self._lock:
+            return self._store.append_chained(build)
 
 
 @dataclass
@@ -410,14 +454,15 @@ def verify(path: Path | str, public_key: Ed25519PublicKey | None = None) -> Veri
     """
     store = SQLiteAuditStore(path, readonly=True)
     try:
-        return _verify_store(store, public_key)
+        return verify_store(store, public_key)
     except sqlite3.DatabaseError as exc:
         raise InputError(f"not a modelward audit log ({exc})", file=str(path)) from exc
     finally:
         store.close()
 
 
-def _verify_store(store: AuditStore, public_key: Ed25519PublicKey | None) -> VerifyResult:
+def verify_store(store: AuditStore, public_key: Ed25519PublicKey | None) -> VerifyResult:
+    """:func:`verify` for any :class:`AuditStore` (a PostgreSQL one, say)."""
     points = store.checkpoints()
     expected_key = key_id(public_key) if public_key is not None else None
     result = VerifyResult(

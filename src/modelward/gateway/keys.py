@@ -83,14 +83,16 @@ class Action(enum.StrEnum):
     EXPORT_AUDIT_LOG = "export-audit-log"
     MANAGE_KEYS = "manage-keys"
     CHANGE_ROLES = "change-roles"
+    VIEW_MODELS = "view-models"
+    READ_METRICS = "read-metrics"
 
 
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
     Role.END_USER: frozenset({Action.PREDICT}),
     Role.MODERATOR: frozenset({Action.PREDICT, Action.READ_DECISIONS, Action.FILE_REPORTS}),
-    Role.ML_ENGINEER: frozenset({Action.DEPLOY_MODEL}),
-    Role.AUDITOR: frozenset({Action.READ_AUDIT_LOG, Action.EXPORT_AUDIT_LOG}),
-    Role.ADMIN: frozenset({Action.MANAGE_KEYS, Action.CHANGE_ROLES}),
+    Role.ML_ENGINEER: frozenset({Action.DEPLOY_MODEL, Action.VIEW_MODELS}),
+    Role.AUDITOR: frozenset({Action.READ_AUDIT_LOG, Action.EXPORT_AUDIT_LOG, Action.VIEW_MODELS, Action.READ_METRICS}),
+    Role.ADMIN: frozenset({Action.MANAGE_KEYS, Action.CHANGE_ROLES, Action.READ_METRICS}),
 }
 """Least privilege: each role gets only what its job needs (an admin cannot predict or deploy)."""
 
@@ -186,6 +188,8 @@ class KeyStore(Protocol):
     def touch(self, prefix: str, when: float) -> None: ...
 
     def all(self) -> list[KeyRecord]: ...
+
+    def close(self) -> None: ...
 
 
 _SCHEMA = """
@@ -283,9 +287,10 @@ class SQLiteKeyStore:
 class KeyManager:
     """Issue, authenticate, rotate, revoke and list API keys over a :class:`KeyStore`."""
 
-    def __init__(self, store: KeyStore, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: KeyStore, *, clock: Callable[[], float] = time.time, touch_every_s: float = 60.0) -> None:
         self._store = store
         self._clock = clock
+        self._touch_every = touch_every_s  # last_used is coarse on purpose: no write on every request
 
     def create(
         self,
@@ -346,7 +351,8 @@ class KeyManager:
         elif record.expires_at is not None and now >= record.expires_at:
             reason = AuthReason.EXPIRED
         else:
-            self._store.touch(prefix, now)
+            if record.last_used is None or now - record.last_used >= self._touch_every:
+                self._store.touch(prefix, now)
             log.debug("api key accepted prefix=%s", prefix)
             return AuthResult(AuthReason.OK, prefix, replace(record, last_used=now))
         log.info("api key refused prefix=%s reason=%s", prefix, reason.value)

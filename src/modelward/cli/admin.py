@@ -1,0 +1,397 @@
+"""``modelward keys …`` and ``modelward users …``: administer the gateway's API keys and users from a shell.
+
+Stores come from the gateway configuration file, so the CLI and a running gateway see the same keys and
+users. Every command, reads included, appends a record to the gateway's audit log (actor ``cli:<OS user>``),
+so what an operator does at the console is as accountable as what a caller does over HTTP.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from modelward.core.errors import EXIT_USAGE, InputError, ModelwardError
+from modelward.gateway.keys import Action, Role
+
+if TYPE_CHECKING:
+    from modelward.gateway.audit_log import AuditLog
+    from modelward.gateway.identity import EnrolledUser, UserManager, UserRecord
+    from modelward.gateway.keys import KeyManager, KeyRecord
+
+ROLES = [r.value for r in Role]
+ACTIONS = [a.value for a in Action]
+_DURATION_RE = re.compile(r"^([0-9]{1,9})([smhdw]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# The name of the environment variable holding the audit key's passphrase (not a secret itself).
+PASSPHRASE_ENV = "MODELWARD_SIGNING_PASSPHRASE"  # noqa: S105  # nosec B105
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in ``30d``, ``5m``, ``12h``, ``90s``, ``2w`` or plain ``300``; an :class:`InputError` otherwise."""
+    match = _DURATION_RE.fullmatch(value.strip())
+    if match is None:
+        raise InputError(f"{value!r} is not a duration such as 90s, 5m, 12h, 30d or 2w")
+    return float(int(match.group(1)) * _UNIT_S[match.group(2)])
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except InputError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        user = "unknown"
+    return f"cli:{user or 'unknown'}"
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Session:
+    """Open stores, managers and the audit log for one command."""
+
+    keys: KeyManager
+    users: UserManager
+    audit: AuditLog
+    actor: str
+
+
+@contextmanager
+def _session(config_path: Path) -> Iterator[_Session]:
+    from modelward.gateway.audit_log import AuditLog
+    from modelward.gateway.config import load_config, open_stores
+    from modelward.gateway.identity import UserManager
+    from modelward.gateway.keys import KeyManager
+    from modelward.supplychain.signing import load_private_key
+
+    config = load_config(config_path)
+    signing_key = None
+    if config.audit.signing_key is not None:
+        passphrase = os.environ.get(PASSPHRASE_ENV)
+        signing_key = load_private_key(
+            config.path(config.audit.signing_key), passphrase.encode() if passphrase else None
+        )
+    stores = open_stores(config)
+    try:
+        audit = AuditLog(store=stores.audit, signing_key=signing_key, checkpoint_every=config.audit.checkpoint_every)
+        users = UserManager(stores.users, valid_window=config.auth.totp_valid_window)
+        try:
+            yield _Session(KeyManager(stores.keys), users, audit, _actor())
+        finally:
+            audit.checkpoint()  # anchor this command's record under a signature now, success or not
+    finally:
+        stores.close()
+
+
+def _run(config_path: Path, action: str, body: Callable[[_Session], Mapping[str, Any]]) -> None:
+    """Run ``body`` with open stores and audit it; user errors become one line on stderr and exit 2."""
+    try:
+        with _session(config_path) as session:
+            try:
+                details = body(session)
+            except ModelwardError as exc:
+                session.audit.append(session.actor, action, "error", {"error": exc.message[:200]})
+                raise
+            session.audit.append(session.actor, action, "ok", details)
+    except ModelwardError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def _key_dict(record: KeyRecord, now: float) -> dict[str, Any]:
+    status = "revoked" if record.revoked else "active"
+    if not record.revoked and record.expires_at is not None and now >= record.expires_at:
+        status = "expired"
+    return {
+        "prefix": record.prefix,
+        "principal": record.principal,
+        "role": record.role.value,
+        "scopes": sorted(a.value for a in record.scopes),
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "last_used": record.last_used,
+        "status": status,
+    }
+
+
+def _user_dict(user: UserRecord) -> dict[str, Any]:
+    return {
+        "name": user.name,
+        "role": user.role.value,
+        "created_at": user.created_at,
+        "status": "disabled" if user.disabled else "active",
+        "totp": user.totp_secret is not None,
+        "password": user.password_hash is not None,
+    }
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    def cell(value: Any) -> str:
+        if isinstance(value, list):
+            return ",".join(value) or "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, float):
+            return _when(value)
+        return "-" if value is None else str(value)
+
+    table = [columns] + [[cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        click.echo("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _print_enrolment(enrolled: EnrolledUser, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "name": enrolled.user.name,
+                    "role": enrolled.user.role.value,
+                    "totp_secret": enrolled.totp_secret,
+                    "provisioning_uri": enrolled.provisioning_uri,
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(f"totp secret: {enrolled.totp_secret}")
+        click.echo(f"otpauth uri: {enrolled.provisioning_uri}")
+    click.echo(
+        f"warning: the TOTP secret of {enrolled.user.name} is shown this once; add it to an authenticator app now",
+        err=True,
+    )
+
+
+_config_opt = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("gateway.yaml"),
+    show_default=True,
+    help="Gateway configuration file (its stores are the ones changed).",
+)
+_format_opt = click.option(
+    "--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+
+
+def register(cli: click.Group) -> None:
+    """Add the ``keys`` and ``users`` command groups to the main command."""
+    _register_keys(cli)
+    _register_users(cli)
+
+
+def _register_keys(cli: click.Group) -> None:
+    @cli.group("keys")
+    def keys() -> None:
+        """Create, list, rotate and revoke the gateway's API keys."""
+
+    @keys.command("create")
+    @_config_opt
+    @click.option("--principal", required=True, help="Who the key is for (a user name or a service name).")
+    @click.option("--role", required=True, type=click.Choice(ROLES))
+    @click.option(
+        "--scope",
+        "scopes",
+        multiple=True,
+        type=click.Choice(ACTIONS),
+        help="Narrow the key to these actions (repeatable; default: all of the role's).",
+    )
+    @click.option("--expires-in", callback=_duration, help="Lifetime such as 30d, 12h or 90m (default: none).")
+    @_format_opt
+    def keys_create(
+        config_path: Path, principal: str, role: str, scopes: tuple[str, ...], expires_in: float | None, fmt: str
+    ) -> None:
+        """Create an API key; the key is printed once, to standard output."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            user = session.users.get(principal)
+            if user is not None and user.disabled:
+                raise InputError(f"user {principal!r} is disabled; enable or re-create the user first")
+            if user is not None and user.role.value != role:
+                click.echo(
+                    f"warning: {principal} is a user with role {user.role.value}; that role, not {role}, applies",
+                    err=True,
+                )
+            issued = session.keys.create(
+                principal, Role(role), scopes=[Action(s) for s in scopes] or None, ttl_s=expires_in
+            )
+            info = _key_dict(issued.record, time.time())
+            if fmt == "json":
+                click.echo(json.dumps({"key": issued.key, **info}, indent=2))
+            else:
+                click.echo(issued.key)
+            click.echo(
+                f"created key {issued.record.prefix} for {principal} ({role}); "
+                "warning: the key will not be shown again, store it now",
+                err=True,
+            )
+            return {k: info[k] for k in ("prefix", "principal", "role", "scopes", "expires_at")}
+
+        _run(config_path, "create-key", body)
+
+    @keys.command("list")
+    @_config_opt
+    @_format_opt
+    def keys_list(config_path: Path, fmt: str) -> None:
+        """List every key's metadata (no key can be shown: only hashes are stored)."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            now = time.time()
+            rows = [_key_dict(r, now) for r in session.keys.list()]
+            if fmt == "json":
+                click.echo(json.dumps(rows, indent=2))
+            else:
+                columns = ["prefix", "principal", "role", "scopes", "status", "created_at", "expires_at", "last_used"]
+                _print_table(rows, columns)
+            return {"count": len(rows)}
+
+        _run(config_path, "list-keys", body)
+
+    @keys.command("rotate")
+    @_config_opt
+    @click.argument("prefix")
+    @click.option(
+        "--grace", callback=_duration, default="5m", show_default=True, help="How long the old key still works."
+    )
+    @_format_opt
+    def keys_rotate(config_path: Path, prefix: str, grace: float, fmt: str) -> None:
+        """Issue a successor of key PREFIX (printed once); the old key expires after the grace period."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            issued = session.keys.rotate(prefix, grace_s=grace)
+            info = _key_dict(issued.record, time.time())
+            if fmt == "json":
+                click.echo(json.dumps({"key": issued.key, "replaces": prefix, **info}, indent=2))
+            else:
+                click.echo(issued.key)
+            click.echo(
+                f"key {prefix} rotated to {issued.record.prefix}; the old key works for {grace:.0f} s more; "
+                "warning: the new key will not be shown again",
+                err=True,
+            )
+            return {"prefix": prefix, "new_prefix": issued.record.prefix, "grace_s": grace}
+
+        _run(config_path, "rotate-key", body)
+
+    @keys.command("revoke")
+    @_config_opt
+    @click.argument("prefix")
+    def keys_revoke(config_path: Path, prefix: str) -> None:
+        """Refuse key PREFIX from now on."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            session.keys.revoke(prefix)
+            click.echo(f"revoked key {prefix}")
+            return {"prefix": prefix}
+
+        _run(config_path, "revoke-key", body)
+
+
+def _register_users(cli: click.Group) -> None:
+    @cli.group("users")
+    def users() -> None:
+        """Add users, change their roles, disable them and reset their TOTP second factor."""
+
+    @users.command("add")
+    @_config_opt
+    @click.argument("name")
+    @click.option("--role", required=True, type=click.Choice(ROLES))
+    @click.option("--password-stdin", is_flag=True, help="Read a password (first line) from standard input.")
+    @_format_opt
+    def users_add(config_path: Path, name: str, role: str, password_stdin: bool, fmt: str) -> None:
+        """Add user NAME with a new TOTP secret, printed once with its otpauth:// URI."""
+        password = None
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                click.echo("error: --password-stdin given but standard input held no password", err=True)
+                raise SystemExit(EXIT_USAGE)
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            enrolled = session.users.add(name, role, password=password)
+            _print_enrolment(enrolled, fmt)
+            return {"name": name, "role": role, "password": password is not None}
+
+        _run(config_path, "add-user", body)
+
+    @users.command("list")
+    @_config_opt
+    @_format_opt
+    def users_list(config_path: Path, fmt: str) -> None:
+        """List users with their role and status (no secrets)."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            rows = [_user_dict(u) for u in session.users.list()]
+            if fmt == "json":
+                click.echo(json.dumps(rows, indent=2))
+            else:
+                _print_table(rows, ["name", "role", "status", "totp", "password", "created_at"])
+            return {"count": len(rows)}
+
+        _run(config_path, "list-users", body)
+
+    @users.command("set-role")
+    @_config_opt
+    @click.argument("name")
+    @click.argument("role", type=click.Choice(ROLES))
+    def users_set_role(config_path: Path, name: str, role: str) -> None:
+        """Give user NAME a new ROLE; keys they hold follow at once."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            before = session.users.get(name)
+            user = session.users.set_role(name, role)
+            click.echo(f"user {name}: role {user.role.value}")
+            return {"name": name, "role": role, "previous_role": before.role.value if before else None}
+
+        _run(config_path, "set-role", body)
+
+    @users.command("disable")
+    @_config_opt
+    @click.argument("name")
+    def users_disable(config_path: Path, name: str) -> None:
+        """Refuse user NAME from now on, with any key, token or code."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            session.users.disable(name)
+            click.echo(f"user {name}: disabled")
+            return {"name": name}
+
+        _run(config_path, "disable-user", body)
+
+    @users.command("reset-totp")
+    @_config_opt
+    @click.argument("name")
+    @_format_opt
+    def users_reset_totp(config_path: Path, name: str, fmt: str) -> None:
+        """Give user NAME a new TOTP secret (printed once); the old one stops working."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            _print_enrolment(session.users.reset_totp(name), fmt)
+            return {"name": name}
+
+        _run(config_path, "reset-totp", body)
