@@ -7,7 +7,6 @@ before a body is read: the body-size limit and the request timeout.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -387,7 +386,11 @@ class BodyLimit:
 
 
 class Timeout:
-    """Answer 503 ``timeout`` when a request takes longer than ``server.request_timeout_s``."""
+    """Answer 503 ``timeout`` when a request takes longer than ``server.request_timeout_s``.
+
+    It bounds what happens on the event loop (a slow body upload, say); work already handed to a thread
+    (inference, the audit commit) finishes, and is audited, before the refusal is sent.
+    """
 
     def __init__(self, app: ASGIApp, service: GatewayService, config: GatewayConfig) -> None:
         self.app = app
@@ -406,11 +409,9 @@ class Timeout:
                 started = True
             await send(message)
 
-        try:
-            await asyncio.wait_for(self.app(scope, receive, tracking), self.seconds)
-        except TimeoutError:
-            if started:
-                return
+        with anyio.move_on_after(self.seconds) as deadline:  # a cancel scope: no extra task per request
+            await self.app(scope, receive, tracking)
+        if deadline.cancelled_caught and not started:
             refusal = Refusal(503, "timeout", f"the request took longer than {self.seconds} s")
             outcome = await run_in_threadpool(self.service.record_refusal, _scope_info(scope, "timeout"), refusal)
             await _send(send, outcome)

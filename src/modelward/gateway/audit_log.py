@@ -10,7 +10,7 @@ reported as not yet anchored: dropping them cannot be told from never having wri
 
 Durability: SQLite in WAL mode with ``synchronous=FULL``; :meth:`AuditLog.append` returns only after its
 transaction committed. :class:`BatchingWriter` groups the records of many threads into one transaction
-(up to ``max_delay_ms`` or ``max_batch`` records) and wakes each caller only after that commit, so
+(group commit, led by one of the waiting callers) and wakes each caller only after that commit, so
 throughput is high and no acknowledged record can be lost. Personal data is removed by a
 :class:`~modelward.gateway.redaction.Redactor` before anything is hashed or written.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import sqlite3
 import threading
 import time
@@ -354,12 +353,13 @@ class _Pending:
 
 
 class BatchingWriter:
-    """Collects records from many threads and commits them in groups, acknowledging only after commit.
+    """Group commit: records from many threads share transactions, and each caller returns only after its commit.
 
-    A background thread takes the first waiting record, gathers more for up to ``max_delay_ms`` after it
-    or until ``max_batch`` records, commits them in one transaction, then wakes every caller of the group.
-    The default delay 0 is natural group commit: whatever queued up during the previous commit goes into
-    the next one, so batches grow with load and an idle writer adds no latency.
+    No background thread: the first caller to find no commit in progress becomes the leader, waits up to
+    ``max_delay_ms`` for company, then commits everything queued (up to ``max_batch`` per transaction) in its
+    own thread and wakes the callers whose records went in. Callers arriving during a commit queue up and
+    form the next group. An idle writer therefore commits inline, with no thread hand-off, and batches grow
+    with load.
     """
 
     def __init__(self, log: AuditLog, *, max_delay_ms: float = 0.0, max_batch: int = 256) -> None:
@@ -368,61 +368,63 @@ class BatchingWriter:
         self._log = log
         self._delay = max_delay_ms / 1000.0
         self._max = max_batch
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._waiting: list[_Pending] = []
+        self._leading = False
         self._closed = False
         self.batches = 0
-        self._thread = threading.Thread(target=self._run, name="audit-log-writer", daemon=True)
-        self._thread.start()
 
     def append(self, actor: str, action: str, outcome: str, details: Mapping[str, Any] | None = None) -> AuditRecord:
         """Queue one record and block until it is committed; returns the committed record."""
         if self._closed:
             raise InputError("the batching writer is closed")
         pending = _Pending(self._log._prepare(actor, action, outcome, details))
-        self._queue.put(pending)
-        pending.done.wait()
+        with self._cond:
+            self._waiting.append(pending)
+            while self._leading and not pending.done.is_set():
+                self._cond.wait()
+            if not pending.done.is_set():
+                self._leading = True
+        if not pending.done.is_set():
+            self._lead(pending)
         if pending.error is not None:
             raise pending.error
-        if pending.record is None:  # pragma: no cover - the writer always sets one or the other
+        if pending.record is None:  # pragma: no cover - a commit always sets one or the other
             raise InputError("audit record was not written")
         return pending.record
 
-    def close(self) -> None:
-        """Commit what is queued, stop the thread. The log itself stays open."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join()
+    def _lead(self, own: _Pending) -> None:
+        try:
+            if self._delay:
+                time.sleep(self._delay)
+            while not own.done.is_set():
+                with self._cond:
+                    group = self._waiting[: self._max]
+                    del self._waiting[: self._max]
+                self._commit(group)
+        finally:
+            with self._cond:
+                self._leading = False
+                self._cond.notify_all()
 
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            deadline = time.monotonic() + self._delay
-            try:
-                while len(group) < self._max:
-                    left = deadline - time.monotonic()
-                    item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                    if item is None:
-                        stop = True
-                        break
-                    group.append(item)
-            except queue.Empty:
-                pass
-            try:
-                records = self._log._commit([p.entry for p in group])
-            except BaseException as exc:  # handed to every waiting caller
-                for p in group:
-                    p.error = exc
-                    p.done.set()
-                continue
+    def _commit(self, group: list[_Pending]) -> None:
+        try:
+            records = self._log._commit([p.entry for p in group])
+        except BaseException as exc:  # handed to every caller of the group
+            for p in group:
+                p.error = exc
+        else:
             self.batches += 1
             for p, record in zip(group, records, strict=True):
                 p.record = record
+        with self._cond:
+            for p in group:
                 p.done.set()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse new records; those already queued are committed by their callers. The log stays open."""
+        self._closed = True
 
 
 @dataclass
