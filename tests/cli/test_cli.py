@@ -40,8 +40,8 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, *fra
 
 @pytest.fixture
 def system_copy(tmp_path: Path) -> Path:
-    """The scenario without its evasion and privacy requirements, which train models and attack them
-    (minutes, tested in tests/checks); the design-rule requirements stay."""
+    """The scenario without its evasion, privacy and gateway requirements, which train models, attack them
+    or launch a gateway (minutes, tested in tests/checks); the design-rule requirements stay."""
     target = tmp_path / "system"
     shutil.copytree(SCENARIO, target, ignore=shutil.ignore_patterns(".modelward-cache"))
     path = target / "modelward.yaml"

@@ -46,7 +46,6 @@ def test_unknown_field_is_located_with_a_suggestion(tmp_path: Path) -> None:
         ("server: {tls_certfile: cert.pem}\n", "tls_certfile and tls_keyfile go together"),
         ("storage: {backend: postgres}\n", "postgres_url"),
         ("rate_limits: {backend: redis}\n", "redis_url"),
-        ("output_policy: {end-user: [{kind: sharpen}]}\n", "kind must be one of"),
         ("output_policy: {root: [{kind: label_only}]}\n", "root"),
         ("rate_limits: {per_principal: {rate_per_s: 0, burst: 1}}\n", "greater than 0"),
     ],

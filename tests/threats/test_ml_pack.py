@@ -224,6 +224,12 @@ def test_scenario_is_valid_and_lint_clean(system: System) -> None:
         "privacy.dp_epsilon",
         "privacy.extraction_fidelity",
         "privacy.privacy_utility",
+        "gateway.credentials_required",
+        "gateway.scores_withheld",
+        "gateway.uploads_refused",
+        "gateway.rate_limit_enforced",
+        "gateway.audit_chain_valid",
+        "gateway.model_signature_valid",
     }
 
 

@@ -15,7 +15,12 @@ C = TypeVar("C", bound=type[Check])
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _REGISTRY: dict[str, type[Check]] = {}
-_BUILTIN_MODULES = ("modelward.checks.design", "modelward.checks.evasion", "modelward.checks.privacy")
+_BUILTIN_MODULES = (
+    "modelward.checks.design",
+    "modelward.checks.evasion",
+    "modelward.checks.privacy",
+    "modelward.checks.gateway",
+)
 _loaded = False
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelward.core.errors import InputError
 from modelward.core.yamlio import load_yaml
@@ -178,18 +178,6 @@ class GatewayConfig(_Section):
     )
     metrics: MetricsConfig = MetricsConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
-
-    @field_validator("output_policy")
-    @classmethod
-    def _steps_parse(cls, value: dict[Role, list[dict[str, Any]]]) -> dict[Role, list[dict[str, Any]]]:
-        from modelward.defenses.output_hardening import parse_steps
-
-        for role, steps in value.items():
-            try:
-                parse_steps(steps)
-            except InputError as exc:
-                raise ValueError(f"{role.value}: {exc.message}") from None
-        return value
 
     def path(self, value: Path) -> Path:
         """``value`` resolved against the configuration file's folder."""

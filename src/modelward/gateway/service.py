@@ -94,9 +94,7 @@ class GatewayService:
                 max_pixels=config.uploads.max_pixels,
                 max_ratio=config.uploads.max_ratio,
             )
-            self._policies: dict[str, list[HardeningStep]] = {
-                role.value: parse_steps(steps) for role, steps in config.output_policy.items()
-            }
+            self._policies = _parse_policies(config)
             self._noise_lock = threading.Lock()
             served = self.registry.deploy(config.model.artifact)
         except BaseException:
@@ -374,6 +372,17 @@ class GatewayService:
         key = self._audit_key()
         result = verify_store(self.stores.audit, None if key is None else key.public_key())
         return 200, result.to_dict()
+
+
+def _parse_policies(config: GatewayConfig) -> dict[str, list[HardeningStep]]:
+    """Each role's output-hardening steps (parsed here, not in the config, so reading a config needs no torch)."""
+    policies: dict[str, list[HardeningStep]] = {}
+    for role, steps in config.output_policy.items():
+        try:
+            policies[role.value] = parse_steps(steps)
+        except InputError as error:
+            raise InputError(error.message, file=str(config.base_dir), field=f"output_policy.{role.value}") from None
+    return policies
 
 
 def principal_label(principal: Principal) -> str:
