@@ -19,8 +19,8 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import sqlite3
+import ssl
 import struct
 import subprocess
 import sys
@@ -47,6 +47,7 @@ __all__ = [
     "digit_png",
     "free_port",
     "gateway_template",
+    "last_audit_record",
     "make_gateway",
     "recorded_decision_ids",
     "truncated_png",
@@ -77,7 +78,7 @@ def free_port() -> int:
 
 def cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``python -m modelward.cli ARGS`` (the real command line); fail the test on a non-zero exit when ``check``."""
-    result = subprocess.run(  # noqa: S603  # nosec B603 - our own interpreter and fixed arguments
+    result = subprocess.run(  # nosec B603 - our own interpreter and fixed arguments
         [sys.executable, "-m", "modelward.cli", *args],
         cwd=cwd,
         capture_output=True,
@@ -201,7 +202,7 @@ class GatewayProcess:
         """Start the server and wait until ``/ready`` answers 200 (fail the test with the log otherwise)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603  # nosec B603 - our own interpreter and fixed arguments
+            self.process = subprocess.Popen(  # nosec B603 - our own interpreter and fixed arguments
                 [
                     sys.executable,
                     "-m",
@@ -350,6 +351,16 @@ def audit_records(path: Path) -> list[dict[str, Any]]:
         assert {"actor", "action", "outcome", "details"} <= columns, f"unexpected audit schema: {sorted(columns)}"
         rows = connection.execute("SELECT actor, action, outcome, details FROM audit_records ORDER BY seq").fetchall()
     return [{"actor": a, "action": b, "outcome": c, "details": json.loads(d)} for a, b, c, d in rows]
+
+
+def last_audit_record(path: Path) -> dict[str, Any]:
+    """The newest audit record (SQLite opened read-only)."""
+    with _read_only(path) as connection:
+        row = connection.execute(
+            "SELECT actor, action, outcome, details FROM audit_records ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    assert row is not None, "the audit log is empty"
+    return {"actor": row[0], "action": row[1], "outcome": row[2], "details": json.loads(row[3])}
 
 
 def recorded_decision_ids(path: Path) -> set[str]:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from harness import AUDIT_PUBLIC_KEY, GatewayProcess, auth, cli, digit_png, gateway_template, make_gateway
 
-from gateway.harness import AUDIT_PUBLIC_KEY, GatewayProcess, auth, cli, digit_png, gateway_template, make_gateway
 from gateway.servers import create_database
 
 BURST = 12
