@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelward.core.errors import EXIT_USAGE, InputError, ModelwardError
-from modelward.gateway.keys import Action, Role
+from modelward.gateway.keys import Action, Role, describe_key
 
 if TYPE_CHECKING:
     from modelward.gateway.audit_log import AuditLog
     from modelward.gateway.identity import EnrolledUser, UserManager, UserRecord
-    from modelward.gateway.keys import KeyManager, KeyRecord
+    from modelward.gateway.keys import KeyManager
 
 ROLES = [r.value for r in Role]
 ACTIONS = [a.value for a in Action]
@@ -119,22 +119,6 @@ def _run(config_path: Path, action: str, body: Callable[[_Session], Mapping[str,
     except ModelwardError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
-
-
-def _key_dict(record: KeyRecord, now: float) -> dict[str, Any]:
-    status = "revoked" if record.revoked else "active"
-    if not record.revoked and record.expires_at is not None and now >= record.expires_at:
-        status = "expired"
-    return {
-        "prefix": record.prefix,
-        "principal": record.principal,
-        "role": record.role.value,
-        "scopes": sorted(a.value for a in record.scopes),
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "last_used": record.last_used,
-        "status": status,
-    }
 
 
 def _user_dict(user: UserRecord) -> dict[str, Any]:
@@ -240,7 +224,7 @@ def _register_keys(cli: click.Group) -> None:
             issued = session.keys.create(
                 principal, Role(role), scopes=[Action(s) for s in scopes] or None, ttl_s=expires_in
             )
-            info = _key_dict(issued.record, time.time())
+            info = describe_key(issued.record, time.time())
             if fmt == "json":
                 click.echo(json.dumps({"key": issued.key, **info}, indent=2))
             else:
@@ -262,7 +246,7 @@ def _register_keys(cli: click.Group) -> None:
 
         def body(session: _Session) -> Mapping[str, Any]:
             now = time.time()
-            rows = [_key_dict(r, now) for r in session.keys.list()]
+            rows = [describe_key(r, now) for r in session.keys.list()]
             if fmt == "json":
                 click.echo(json.dumps(rows, indent=2))
             else:
@@ -284,7 +268,7 @@ def _register_keys(cli: click.Group) -> None:
 
         def body(session: _Session) -> Mapping[str, Any]:
             issued = session.keys.rotate(prefix, grace_s=grace)
-            info = _key_dict(issued.record, time.time())
+            info = describe_key(issued.record, time.time())
             if fmt == "json":
                 click.echo(json.dumps({"key": issued.key, "replaces": prefix, **info}, indent=2))
             else:

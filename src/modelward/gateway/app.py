@@ -8,6 +8,7 @@ before a body is read: the body-size limit and the request timeout.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelward.gateway.config import GatewayConfig
 from modelward.gateway.identity import Principal
-from modelward.gateway.keys import Action, Role
+from modelward.gateway.keys import Action, Role, describe_key
 from modelward.gateway.metrics import CONTENT_TYPE_LATEST
 from modelward.gateway.refusals import Refusal
 from modelward.gateway.service import GatewayService, Outcome, RequestInfo
@@ -205,7 +206,7 @@ def create_app(service: GatewayService) -> FastAPI:
 
         def work(_p: Principal | None) -> tuple[int, dict[str, Any]]:
             issued = service.keys.create(body.principal, body.role, scopes=body.scopes, ttl_s=body.expires_in_s)
-            described = _describe_key(issued.record)
+            described = describe_key(issued.record, time.time())
             return 201, {"key": issued.key, **described, "audit": {"created": described}}
 
         return await run(request, "create-key", Action.MANAGE_KEYS, work)
@@ -216,7 +217,7 @@ def create_app(service: GatewayService) -> FastAPI:
 
         def work(_p: Principal | None) -> tuple[int, dict[str, Any]]:
             issued = service.keys.rotate(prefix, grace_s=body.grace_s)
-            described = _describe_key(issued.record)
+            described = describe_key(issued.record, time.time())
             return 200, {"key": issued.key, **described, "audit": {"rotated": prefix, "successor": described}}
 
         return await run(request, "rotate-key", Action.MANAGE_KEYS, work)
@@ -278,20 +279,8 @@ def create_app(service: GatewayService) -> FastAPI:
 
 
 def _keys(service: GatewayService) -> list[dict[str, Any]]:
-    return [_describe_key(record) for record in service.keys.list()]
-
-
-def _describe_key(record: Any) -> dict[str, Any]:
-    return {
-        "prefix": record.prefix,
-        "principal": record.principal,
-        "role": record.role.value,
-        "scopes": sorted(a.value for a in record.scopes),
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-        "revoked": record.revoked,
-        "last_used": record.last_used,
-    }
+    now = time.time()
+    return [describe_key(record, now) for record in service.keys.list()]
 
 
 def _users(service: GatewayService) -> list[dict[str, Any]]:
@@ -337,6 +326,19 @@ class _BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"request bodies are limited to {limit} bytes")
 
 
+class _StartTracker:
+    """Passes messages to ``send`` and remembers whether the response has started (then it is too late to refuse)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class BodyLimit:
     """Refuse bodies over ``server.max_body_bytes`` with 413, by header or while streaming."""
 
@@ -354,6 +356,7 @@ class BodyLimit:
             await self._refuse(scope, send)
             return
         seen = 0
+        tracker = _StartTracker(send)
 
         async def limited() -> Message:
             nonlocal seen
@@ -364,18 +367,10 @@ class BodyLimit:
                     raise _BodyTooLarge(self.limit)
             return message
 
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited, tracking)
+            await self.app(scope, limited, tracker)
         except _BodyTooLarge:
-            if not started:
+            if not tracker.started:
                 await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
@@ -401,17 +396,10 @@ class Timeout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracker = _StartTracker(send)
         with anyio.move_on_after(self.seconds) as deadline:  # a cancel scope: no extra task per request
-            await self.app(scope, receive, tracking)
-        if deadline.cancelled_caught and not started:
+            await self.app(scope, receive, tracker)
+        if deadline.cancelled_caught and not tracker.started:
             refusal = Refusal(503, "timeout", f"the request took longer than {self.seconds} s")
             outcome = await run_in_threadpool(self.service.record_refusal, _scope_info(scope, "timeout"), refusal)
             await _send(send, outcome)

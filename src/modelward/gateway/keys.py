@@ -48,6 +48,7 @@ __all__ = [
     "SQLiteKeyStore",
     "allowed",
     "check_access",
+    "describe_key",
     "hash_key",
 ]
 
@@ -169,6 +170,23 @@ def check_access(record: KeyRecord, action: Action, *, mfa_verified: bool = Fals
     if action in MFA_REQUIRED and not mfa_verified:
         return AccessDecision(False, "mfa_required")
     return AccessDecision(True, "ok")
+
+
+def describe_key(record: KeyRecord, now: float) -> dict[str, object]:
+    """What may be shown about a key (never its hash): for lists, the CLI's JSON and the admin API."""
+    status = "revoked" if record.revoked else "active"
+    if not record.revoked and record.expires_at is not None and now >= record.expires_at:
+        status = "expired"
+    return {
+        "prefix": record.prefix,
+        "principal": record.principal,
+        "role": record.role.value,
+        "scopes": sorted(a.value for a in record.scopes),
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "last_used": record.last_used,
+        "status": status,
+    }
 
 
 def hash_key(key: str) -> str:
