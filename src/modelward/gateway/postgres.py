@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -31,6 +31,7 @@ from modelward.gateway.audit_log import (
 )
 from modelward.gateway.identity import UserRecord
 from modelward.gateway.keys import Action, KeyRecord, Role
+from modelward.gateway.redaction import redact_url
 
 __all__ = [
     "AUDIT_LOCK_ID",
@@ -81,18 +82,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 """Schema versions 1..N, in order. Append new migrations; never edit a released one."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-    except ValueError:
-        return "<unparseable URL>"
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:

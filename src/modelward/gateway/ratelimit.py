@@ -17,12 +17,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.exceptions import NoScriptError, RedisError
 
 from modelward.core.errors import InputError, ModelwardError
+from modelward.gateway.redaction import redact_url
 
 __all__ = [
     "Bucket",
@@ -192,24 +192,11 @@ return {allowed, string.format('%.17g', tokens), string.format('%.17g', retry)}
 """
 
 
-def _redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (safe for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<unparseable URL>"
-
-
 class RedisRateLimiter:
     """Token buckets in Redis shared by every replica: one atomic Lua script per hit, server time, TTL'd keys."""
 
     def __init__(self, url: str, *, prefix: str = "mw:rl:", timeout_s: float = 1.0) -> None:
-        self._where = _redact_url(url)
+        self._where = redact_url(url)
         try:
             self._client = redis.Redis.from_url(
                 url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30

@@ -21,8 +21,9 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["DEFAULT_DENY_FIELDS", "SECRET_FIELD_HINTS", "Redactor"]
+__all__ = ["DEFAULT_DENY_FIELDS", "SECRET_FIELD_HINTS", "Redactor", "redact_url"]
 
 #: Free-text fields whose content is never written, only its length.
 DEFAULT_DENY_FIELDS: frozenset[str] = frozenset(
@@ -113,3 +114,15 @@ def _truncate_ip(candidate: str) -> str:
         return candidate
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (safe for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return "<unparseable URL>"

@@ -75,6 +75,10 @@ class GatewayService:
             self.users = UserManager(self.stores.users, valid_window=config.auth.totp_valid_window)
             self.jwt = self._jwt_validator()
             self.limiter = self._limiter()
+            limits = config.rate_limits
+            self._address_bucket = Bucket(limits.per_address.rate_per_s, limits.per_address.burst)
+            self._principal_bucket = Bucket(limits.per_principal.rate_per_s, limits.per_principal.burst)
+            self._quota_bucket = None if limits.daily_quota is None else Bucket.per_day(limits.daily_quota)
             self.metrics = GatewayMetrics()
             self.audit = AuditLog(
                 store=self.stores.audit,
@@ -141,16 +145,14 @@ class GatewayService:
         actor = "anonymous"
         details: dict[str, Any] = {"path": request.path, "method": request.method, "client": request.client}
         try:
-            self._limit(f"addr:{request.client}", self._bucket("per_address"))
+            self._limit(f"addr:{request.client}", self._address_bucket)
             principal = None
             if required is not None:
                 principal = self.authenticate(request.headers)
                 actor = principal_label(principal)
-                self._limit(f"principal:{principal.name}", self._bucket("per_principal"))
-                if self.config.rate_limits.daily_quota is not None:
-                    self._limit(
-                        f"quota:{principal.name}", Bucket.per_day(self.config.rate_limits.daily_quota), quota=True
-                    )
+                self._limit(f"principal:{principal.name}", self._principal_bucket)
+                if self._quota_bucket is not None:
+                    self._limit(f"quota:{principal.name}", self._quota_bucket, quota=True)
                 decision = authorize(principal, required, mfa_code=request.headers.get("x-mfa-code"), users=self.users)
                 if not decision.allowed:
                     raise Refusal(
@@ -198,10 +200,6 @@ class GatewayService:
             result = "audit_unavailable"
         self.metrics.observe(request.action, result, outcome.status, time.perf_counter() - started)
         return outcome
-
-    def _bucket(self, name: str) -> Bucket:
-        config = getattr(self.config.rate_limits, name)
-        return Bucket(rate_per_s=config.rate_per_s, burst=config.burst)
 
     def _limit(self, key: str, bucket: Bucket, *, quota: bool = False) -> None:
         try:
