@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import torch
 import uvicorn
 from fastapi import FastAPI, Request
@@ -33,11 +37,21 @@ from modelward.classifiers.torch_adapter import TorchClassifier  # noqa: E402
 DIGITS_SHAPE = (1, 8, 8)
 
 
-def create_app(artifact: Path) -> FastAPI:
-    """A FastAPI app serving the artifact's model at ``POST /predict`` (raw image body)."""
+def create_app(artifact: Path, threads: int | None = None) -> FastAPI:
+    """A FastAPI app serving the artifact's model at ``POST /predict`` (raw image body).
+
+    ``threads`` bounds the threadpool as the gateway's ``server.worker_threads`` does (None: anyio's 40).
+    """
     module, _ = load_model(artifact / "model")
     classifier = TorchClassifier(module, DIGITS_SHAPE, bounds=(0.0, 1.0), num_classes=10)
-    app = FastAPI(docs_url=None, redoc_url=None)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if threads is not None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
+    app = FastAPI(docs_url=None, redoc_url=None, lifespan=lifespan)
 
     def predict(data: bytes) -> dict[str, Any]:
         gray = Image.open(io.BytesIO(data)).convert("L").resize((8, 8), Image.Resampling.BILINEAR)
@@ -59,10 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--artifact", type=Path, required=True, help="signed artifact folder (holds model.*)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--threads", type=int, default=None, help="threadpool size (default: anyio's 40)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     uvicorn.run(
-        create_app(args.artifact),
+        create_app(args.artifact, args.threads),
         host=args.host,
         port=args.port,
         log_level="warning",

@@ -324,30 +324,68 @@ async def _drive(port: int, request: bytes, clients: int, warmup: float, duratio
     return level
 
 
-def run_levels(
-    server: Server, request: bytes, levels: list[int], warmup: float, duration: float
-) -> list[dict[str, Any]]:
-    """Every concurrency level against one server; audit commits per level for the gateway."""
-    out = []
+@dataclass
+class Target:
+    """One server under load: its process and the pre-built request it is sent."""
+
+    server: Server
+    request: bytes
+
+
+def _audit_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    if not before or not after:
+        return {}
+    return {"records": after["records"] - before["records"], "commits": after["batches"] - before["batches"]}
+
+
+def run_interleaved(
+    targets: dict[str, Target], levels: list[int], warmup: float, duration: float, rounds: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Every level against every server, in ``rounds`` short segments taken in turn (A B C, B C A, ...).
+
+    A shared machine drifts (other tenants, thermal and frequency changes) by more than the differences
+    measured here; interleaving puts every server through the same drift, so their ratios hold even when
+    the absolute numbers move. Each round yields one throughput per server, and per-round ratios are kept.
+    """
+    names = list(targets)
+    segment = duration / rounds
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for clients in levels:
-        before, t0 = server.stats(), time.perf_counter()
-        level = asyncio.run(_drive(server.port, request, clients, warmup, duration))
-        after, elapsed = server.stats(), time.perf_counter() - t0
-        row = level.summary()
-        row["loadavg_1m"] = round(os.getloadavg()[0], 2)  # other work on the machine skews the numbers
-        if before and after:
-            batches = after["batches"] - before["batches"]
-            records = after["records"] - before["records"]
-            row["audit"] = {
-                "records": records,
-                "commits": batches,
-                "records_per_commit": round(records / batches, 2) if batches else None,
-                "commits_per_s": round(batches / elapsed, 1),
-                "records_per_s": round(records / elapsed, 1),
-            }
-        out.append(row)
-        print(f"  {server.name} c={clients}: {json.dumps(row)}", flush=True)
-        time.sleep(0.3)
+        merged = {name: Level(clients, 0.0) for name in names}
+        per_round: dict[str, list[float]] = {name: [] for name in names}
+        audit: dict[str, dict[str, float]] = {name: {"records": 0, "commits": 0} for name in names}
+        for name in names:  # warm every server at this level first (its 200s still count as acknowledged)
+            warm = asyncio.run(_drive(targets[name].server.port, targets[name].request, clients, warmup, 0.0))
+            merged[name].acknowledged += warm.acknowledged
+        for index in range(rounds):
+            for name in names[index % len(names) :] + names[: index % len(names)]:
+                target = targets[name]
+                before = target.server.stats()
+                level = asyncio.run(_drive(target.server.port, target.request, clients, 0.2, segment))
+                delta = _audit_delta(before, target.server.stats())
+                for key, value in delta.items():
+                    audit[name][key] += value
+                m = merged[name]
+                m.seconds += level.seconds
+                m.ok += level.ok
+                m.errors += level.errors
+                m.acknowledged += level.acknowledged
+                m.latencies_ms += level.latencies_ms
+                per_round[name].append(level.ok / level.seconds)
+        for name in names:
+            row = merged[name].summary()
+            row["per_round_rps"] = [round(r, 1) for r in per_round[name]]
+            row["loadavg_1m"] = round(os.getloadavg()[0], 2)
+            if audit[name]["commits"]:
+                row["audit"] = {
+                    "records": int(audit[name]["records"]),
+                    "commits": int(audit[name]["commits"]),
+                    "records_per_commit": round(audit[name]["records"] / audit[name]["commits"], 2),
+                    "commits_per_s": round(audit[name]["commits"] / merged[name].seconds, 1),
+                }
+            out[name].append(row)
+            shown = {k: v for k, v in row.items() if k != "per_round_rps"}
+            print(f"  {name} c={clients}: {json.dumps(shown)}", flush=True)
     return out
 
 
@@ -538,35 +576,45 @@ def machine() -> dict[str, Any]:
     }
 
 
-def compare(runs: dict[str, Any], levels: list[int]) -> list[dict[str, Any]]:
-    """Gateway/bare throughput ratio and added p50 per server and level, against the targets."""
-    bare = {row["clients"]: row for row in runs["bare"]["levels"]}
+def compare(runs: dict[str, Any], floors: list[str]) -> list[dict[str, Any]]:
+    """Each gateway's throughput ratio (median of per-round ratios) and added p50 against each bare floor."""
     rows = []
-    for name, run in runs.items():
-        if name == "bare" or "levels" not in run:
+    for floor in floors:
+        if "levels" not in runs.get(floor, {}):
             continue
-        for row in run["levels"]:
-            base = bare.get(row["clients"])
-            if base is None or not base["requests_per_s"]:
+        base = {row["clients"]: row for row in runs[floor]["levels"]}
+        for name, run in runs.items():
+            if name.startswith("bare") or "levels" not in run:
                 continue
-            ratio = row["requests_per_s"] / base["requests_per_s"]
-            added = row["p50_ms"] - base["p50_ms"]
-            rows.append(
-                {
-                    "server": name,
-                    "clients": row["clients"],
-                    "throughput_ratio": round(ratio, 3),
-                    "added_p50_ms": round(added, 3),
-                    "meets_ratio": ratio >= TARGET_RATIO,
-                    "meets_p50": added <= TARGET_ADDED_P50_MS,
-                    "targeted": row["clients"] in (1, 8),
-                }
-            )
+            for row in run["levels"]:
+                ref = base.get(row["clients"])
+                if ref is None or not ref["requests_per_s"]:
+                    continue
+                ratios = [g / b for g, b in zip(row["per_round_rps"], ref["per_round_rps"], strict=True) if b]
+                ratio = statistics.median(ratios)
+                added = row["p50_ms"] - ref["p50_ms"]
+                rows.append(
+                    {
+                        "server": name,
+                        "floor": floor,
+                        "clients": row["clients"],
+                        "throughput_ratio": round(ratio, 3),
+                        "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
+                        "added_p50_ms": round(added, 3),
+                        # capacity is judged under load (8+ clients); the added per-request cost where
+                        # nothing queues (1 client): at one client throughput is 1 / latency, so the two
+                        # targets would be one target there
+                        "meets_ratio": ratio >= TARGET_RATIO if row["clients"] >= 8 else None,
+                        "meets_p50": added <= TARGET_ADDED_P50_MS if row["clients"] == 1 else None,
+                    }
+                )
     return rows
 
 
+FLOORS = {"bare": "(a)", "bare-same-threads": "(a')"}
 LABELS = {
-    "bare": "(a) bare FastAPI",
+    "bare": "(a) bare FastAPI (anyio's default 40 threads)",
+    "bare-same-threads": "(a') bare FastAPI, the gateway's inference thread count",
     "gateway-full": "(b) gateway, audit synchronous=full",
     "gateway-normal": "(c) gateway, audit synchronous=normal",
     "gateway-redis": "(d) gateway + Redis rate limits (full)",
@@ -588,9 +636,13 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "",
         "Regenerate with `make bench-gateway` (`python benchmarks/gateway/bench_gateway.py`).",
         "",
-        f"One run. Each level: {p['clients_note']}, {p['warmup_s']:g} s warm-up then {p['duration_s']:g} s measured; "
-        f"one {p['png_bytes']}-byte 32×32 PNG digit per request, raw body; the gateway caller is a moderator API "
-        "key (top-3 + rounding hardening); rate limits set to 10⁶/s so none refuses.",
+        f"One run, every server up at once. Each level ({p['clients_note']}): {p['warmup_s']:g} s warm-up per "
+        f"server, then {p['duration_s']:g} s measured per server in {p['rounds']} interleaved segments taken in "
+        "turn, so machine drift hits every server alike; ratios are the median of the per-segment ratios. One "
+        f"{p['png_bytes']}-byte 32×32 PNG digit per request, raw body; the gateway caller is a moderator API key "
+        "(top-3 + rounding hardening); rate limits set to 10⁶/s so none refuses. The gateway runs predictions on "
+        f"{p['inference_threads']} threads (`server.inference_threads`, default one per core); (a') is the bare "
+        "app held to the same number, (a) the bare app as FastAPI ships it.",
         "",
         "## Throughput and latency",
         "",
@@ -612,24 +664,25 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         out += ["", "Skipped: " + "; ".join(skipped)]
     out += [
         "",
-        f"## Against the targets (throughput ≥ {TARGET_RATIO:.0%} of bare, added p50 ≤ {TARGET_ADDED_P50_MS:g} ms "
-        "at 1 and 8 clients)",
+        f"## Against the targets (throughput ≥ {TARGET_RATIO:.0%} of bare under load, added p50 ≤ "
+        f"{TARGET_ADDED_P50_MS:g} ms where nothing queues)",
         "",
-        "| server | clients | × bare throughput | added p50 ms | verdict |",
-        "|---|---:|---:|---:|---|",
+        "Capacity is judged at 8 and 32 clients, per-request cost at 1 client: at one client throughput is just "
+        "1 / latency, so there the two targets would be one. Each gateway is held against both bare floors; "
+        "(a') is the stricter one.",
+        "",
+        "| server | floor | clients | × bare throughput (range) | added p50 ms | verdict |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for row in result["comparison"]:
-        if row["targeted"]:
-            verdict = (
-                "meets both"
-                if row["meets_ratio"] and row["meets_p50"]
-                else "misses "
-                + " and ".join(w for w, ok in (("throughput", row["meets_ratio"]), ("p50", row["meets_p50"])) if not ok)
-            )
-        else:
-            verdict = "(not a target level)"
+        judged = (("throughput", row["meets_ratio"]), ("p50", row["meets_p50"]))
+        checks = [(w, ok) for w, ok in judged if ok is not None]
+        failed = [w for w, ok in checks if not ok]
+        verdict = "meets " + " and ".join(w for w, _ in checks) if not failed else "misses " + " and ".join(failed)
+        low, high = row["ratio_range"]
         out.append(
-            f"| {LABELS[row['server']]} | {row['clients']} | {row['throughput_ratio']:.2f} | "
+            f"| {LABELS[row['server']]} | {FLOORS[row['floor']]} | "
+            f"{row['clients']} | {row['throughput_ratio']:.2f} ({low:.2f}–{high:.2f}) | "
             f"{row['added_p50_ms']:+.2f} | {verdict} |"
         )
     out += [
@@ -667,7 +720,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             out.append(
                 f"| one request through the {name} (ASGI, no socket) | {t['median_us']:.1f} | {t['mean_us']:.1f} |"
             )
-        out += ["", "cProfile of `service.handle` (own time; the audit commit runs on the writer thread):", "", "```"]
+        out += ["", "cProfile of `service.handle` (own time; the audit commit runs in the calling thread):", "", "```"]
         out += prof["cprofile_handle_tottime"]
         out += ["```"]
     if result.get("notes"):
@@ -680,8 +733,11 @@ def notes(runs: dict[str, Any], prof: dict[str, Any] | None) -> list[str]:
     out = [
         "Client and server share the machine's cores: the asyncio load generator (one process, raw keep-alive "
         "sockets) takes CPU the server would otherwise use, equally for every server.",
-        "Both servers run the model in the threadpool (the gateway's `run_in_threadpool(service.handle)`; the "
-        "bare app's `run_in_threadpool(predict)`), so the gap is the protections, not the threading model.",
+        "Every server runs the model in a thread (the gateway's `service.handle`, the bare app's `predict`). "
+        "Thread count matters on 2 cores: each torch op releases and retakes the GIL, and with more runnable "
+        "threads than cores those hand-offs cost more CPU (system time) than the overlap wins. That is why the "
+        "gateway bounds predictions to one thread per core, and why (a') holds the bare app to the same bound: "
+        "against (a') the gap is the protections alone.",
         "The last column is the machine's 1-minute load average after each level: above ~2 (server + client) "
         "other processes were competing for the 2 cores and the level's numbers are pessimistic.",
         "The gateway launcher (`--serve-gateway`) wires `GatewayService` + `create_app` + uvicorn exactly like "
@@ -721,6 +777,9 @@ def notes(runs: dict[str, Any], prof: dict[str, Any] | None) -> list[str]:
 # --- main ----------------------------------------------------------------------------------------
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Set up, run every server at every level, verify the audit logs, profile; return the results."""
+    from modelward.gateway.app import inference_threads
+    from modelward.gateway.config import load_config
+
     levels = [int(c) for c in args.levels.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -748,53 +807,42 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             except ImportError as exc:
                 redis_skip = f"tests/gateway/servers.py not importable ({exc})"
         runs: dict[str, Any] = {}
-        print("bare FastAPI", flush=True)
-        bare = start_server(
-            "bare",
-            [sys.executable, str(HERE / "bare_app.py"), "--artifact", str(files["artifact"])],
-            work / "bare.log",
-            env,
-            None,
-        )
+        servers: dict[str, Server] = {}
+        targets: dict[str, Target] = {}
         try:
-            runs["bare"] = {
-                "levels": run_levels(
-                    bare,
-                    http_request("/predict", png, {"Content-Type": "image/png"}),
-                    levels,
-                    args.warmup,
-                    args.duration,
+            threads = 0
+            for name, (synchronous, redis) in variants.items():
+                config, key = write_config(work / name, files, synchronous=synchronous, redis=redis)
+                threads = inference_threads(load_config(config))
+                servers[name] = start_server(
+                    name,
+                    [sys.executable, str(Path(__file__).resolve()), "--serve-gateway", str(config)],
+                    work / f"{name}.log",
+                    env,
+                    work / name / "audit.db",
                 )
-            }
+                request = http_request(
+                    "/v1/predict/image", png, {"Content-Type": "image/png", "Authorization": f"Bearer {key}"}
+                )
+                targets[name] = Target(servers[name], request)
+            bare_request = http_request("/predict", png, {"Content-Type": "image/png"})
+            bare_command = [sys.executable, str(HERE / "bare_app.py"), "--artifact", str(files["artifact"])]
+            for name, extra in (("bare", []), ("bare-same-threads", ["--threads", str(threads)])):
+                servers[name] = start_server(name, [*bare_command, *extra], work / f"{name}.log", env, None)
+                targets[name] = Target(servers[name], bare_request)
+            order = ["bare", "bare-same-threads", *variants]
+            print(f"servers up: {', '.join(order)}; gateway inference threads: {threads}", flush=True)
+            measured = run_interleaved(
+                {name: targets[name] for name in order}, levels, args.warmup, args.duration, args.rounds
+            )
         finally:
-            bare.stop()
-        configs: dict[str, tuple[Path, str]] = {}
-        for name, (synchronous, redis) in variants.items():
-            print(name, flush=True)
-            config, key = write_config(work / name, files, synchronous=synchronous, redis=redis)
-            configs[name] = (config, key)
-            audit_db = work / name / "audit.db"
-            server = start_server(
-                name,
-                [sys.executable, str(Path(__file__).resolve()), "--serve-gateway", str(config)],
-                work / f"{name}.log",
-                env,
-                audit_db,
-            )
-            request = http_request(
-                "/v1/predict/image", png, {"Content-Type": "image/png", "Authorization": f"Bearer {key}"}
-            )
-            try:
-                rows = run_levels(server, request, levels, args.warmup, args.duration)
-            finally:
-                code = server.stop()
-            acknowledged = sum(row["acknowledged"] for row in rows)
-            runs[name] = {
-                "levels": rows,
-                "exit_code": code,
-                "audit_verify": verify_audit(audit_db, files["audit_pub"], acknowledged),
-            }
-            print(f"  audit: {json.dumps(runs[name]['audit_verify'])}", flush=True)
+            codes = {name: server.stop() for name, server in servers.items()}
+        for name in order:
+            runs[name] = {"levels": measured[name], "exit_code": codes[name]}
+            if name in variants:
+                acknowledged = sum(row["acknowledged"] for row in measured[name])
+                runs[name]["audit_verify"] = verify_audit(work / name / "audit.db", files["audit_pub"], acknowledged)
+                print(f"  {name} audit: {json.dumps(runs[name]['audit_verify'])}", flush=True)
         if not args.skip_redis and "gateway-redis" not in variants:
             runs["gateway-redis"] = {"skipped": redis_skip}
         elif args.skip_redis:
@@ -811,11 +859,13 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "levels": levels,
                 "warmup_s": args.warmup,
                 "duration_s": args.duration,
+                "rounds": args.rounds,
+                "inference_threads": threads,
                 "png_bytes": len(png),
                 "clients_note": f"{', '.join(map(str, levels))} concurrent keep-alive clients",
             },
             "runs": runs,
-            "comparison": compare(runs, levels),
+            "comparison": compare(runs, ["bare", "bare-same-threads"]),
             "profile": prof,
             "notes": notes(runs, prof),
         }
@@ -827,8 +877,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per level")
+    parser.add_argument("--duration", type=float, default=12.0, help="measured seconds per server and level")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved segments the duration is cut into")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per server and level")
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients per level, comma-separated")
     parser.add_argument("--skip-redis", action="store_true", help="do not run the Redis rate-limit variant")
     parser.add_argument("--profile-iterations", type=int, default=1000, help="in-process profile (0: skip)")

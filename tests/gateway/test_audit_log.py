@@ -210,6 +210,27 @@ def test_redaction_happens_before_write(tmp_path: Path) -> None:
     assert verify(tmp_path / "r.db").valid
 
 
+def test_remembered_redactions_stay_correct_bounded_and_free_of_secrets() -> None:
+    redactor = Redactor(hmac_key=b"k" * 32)
+    secret = "mw_0123456789ab_" + "S" * 40
+    for _ in range(2):  # the second call of each is answered from memory where it may be
+        assert redactor.redact_text("203.0.113.77") == "203.0.113.0/24"
+        assert redactor.redact_text("/v1/predict/image") == "/v1/predict/image"
+        assert redactor.redact_text(f"key {secret}") == "key mw_0123456789ab_[redacted]"
+        assert redactor.redact_text("Bearer abcdefghijklmnop1234") == "Bearer [redacted]"
+        assert redactor.redact_text("bob@example.org").startswith("<email:")
+        assert redactor.redact({"password": "hunter2", "comment": "hello"}) == {
+            "password": "[redacted]",
+            "comment": "[redacted: 5 chars]",
+        }
+    remembered = " ".join(redactor._texts)  # white-box: what the process keeps between requests
+    assert "S" * 40 not in remembered and "abcdefghijklmnop1234" not in remembered
+    assert "bob@example.org" not in remembered
+    for i in range(5000):  # a flood of distinct strings cannot grow the memory without bound
+        assert redactor.redact_text(f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}").endswith(".0/24")
+    assert len(redactor._texts) <= 4096
+
+
 def test_concurrent_batched_appends_form_one_chain(tmp_path: Path, key: Ed25519PrivateKey) -> None:
     log = AuditLog(tmp_path / "c.db", signing_key=key, checkpoint_every=50)
     writer = BatchingWriter(log, max_delay_ms=2, max_batch=64)

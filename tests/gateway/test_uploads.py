@@ -92,6 +92,13 @@ def test_polyglots_refused() -> None:
     with pytest.raises(UploadRejected) as hidden:
         validate_image(with_html)
     assert hidden.value.reason == "polyglot"
+    for markup in (b"< SCRIPT src=x>", b"<?PHP echo 1;", b"JavaScript:alert(1)", b"<Svg onload=x>"):
+        shouting = png[:iend] + _chunk(b"tEXt", b"Comment\x00" + markup) + png[iend:]
+        with pytest.raises(UploadRejected) as any_case:
+            validate_image(shouting)
+        assert any_case.value.reason == "polyglot", markup
+    harmless = png[:iend] + _chunk(b"tEXt", b"Comment\x00a < b, scripted later") + png[iend:]
+    assert validate_image(harmless).format == "PNG"
 
 
 def test_oversize_body_refused_413() -> None:

@@ -8,6 +8,7 @@ before a body is read: the body-size limit and the request timeout.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -99,6 +100,8 @@ def create_app(service: GatewayService) -> FastAPI:
     """The FastAPI application serving ``service``."""
     config = service.config
 
+    predictions = _InferencePool(inference_threads(config))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = config.server.worker_threads
@@ -114,9 +117,12 @@ def create_app(service: GatewayService) -> FastAPI:
         redoc_url=None,
     )
 
-    async def run(request: Request, action: str, required: Action | None, work: Callable[..., Any]) -> Response:
+    async def run(
+        request: Request, action: str, required: Action | None, work: Callable[..., Any], *, inference: bool = False
+    ) -> Response:
         info = _info(request, action)
-        outcome = await run_in_threadpool(service.handle, info, required, work)
+        limiter = predictions.limiter() if inference else None  # None: the default budget
+        outcome = await anyio.to_thread.run_sync(service.handle, info, required, work, limiter=limiter)
         return _respond(outcome)
 
     @app.exception_handler(RequestValidationError)
@@ -160,12 +166,16 @@ def create_app(service: GatewayService) -> FastAPI:
     async def predict_image(request: Request) -> Response:
         """Classify one uploaded image (multipart field ``file`` or the raw bytes)."""
         data = await _image_bytes(request)
-        return await run(request, "predict-image", Action.PREDICT, lambda p: service.predict_image(p, data))
+        return await run(
+            request, "predict-image", Action.PREDICT, lambda p: service.predict_image(p, data), inference=True
+        )
 
     @app.post("/v1/predict/tabular", tags=["predict"])
     async def predict_tabular(request: Request, body: TabularRequest) -> Response:
         """Classify rows of a tabular model."""
-        return await run(request, "predict-tabular", Action.PREDICT, lambda p: service.predict_tabular(p, body.rows))
+        return await run(
+            request, "predict-tabular", Action.PREDICT, lambda p: service.predict_tabular(p, body.rows), inference=True
+        )
 
     @app.get("/v1/decisions", tags=["moderation"])
     async def decisions(request: Request, limit: int = 50) -> Response:
@@ -276,6 +286,38 @@ def create_app(service: GatewayService) -> FastAPI:
     app.add_middleware(Timeout, service=service, config=config)
     app.add_middleware(BodyLimit, service=service, config=config)  # outermost: before anything reads the body
     return app
+
+
+def inference_threads(config: GatewayConfig) -> int:
+    """How many predictions may run at once: ``server.inference_threads``, else one per CPU core (at least 2).
+
+    Inference is CPU work under the GIL; more threads than cores only add GIL hand-offs (each torch op
+    releases and retakes it), which cost more CPU than they hide: on 2 cores, 2 threads served 20-40% more
+    requests per second than 8 or 16, with SQLite and with Redis on loopback (``benchmarks/gateway/``).
+    Stores across a slow network are the case for more.
+    """
+    if config.server.inference_threads is not None:
+        return config.server.inference_threads
+    return max(2, os.cpu_count() or 2)
+
+
+class _InferencePool:
+    """The thread budget of predictions, apart from anyio's default one (``server.worker_threads``).
+
+    Everything else (administration, moderation, refusals) runs on the default budget, so a slow
+    administrative action (verifying a long audit log, deploying a model) cannot hold the threads
+    predictions need, and a flood of predictions cannot starve administration. The limiter is made on
+    first use, inside the running event loop.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._threads)
+        return self._limiter
 
 
 def _keys(service: GatewayService) -> list[dict[str, Any]]:

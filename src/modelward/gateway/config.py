@@ -56,6 +56,7 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(6 * 1024 * 1024, ge=1024)
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+    inference_threads: int | None = Field(None, ge=1, le=1024)
     worker_threads: int = Field(16, ge=1, le=1024)
 
     @model_validator(mode="after")

@@ -48,6 +48,8 @@ _MW_KEY = re.compile(r"\b(mw_[0-9a-f]{12})_[A-Za-z0-9_\-]{16,}")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![0-9A-Za-z:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+)?(?![0-9A-Za-z:])")
 _REDACTED = "[redacted]"
+_CACHE_SIZE = 4096  # distinct short strings remembered (client addresses, paths, model versions recur)
+_CACHE_MAX_LEN = 256
 
 
 class Redactor:
@@ -63,6 +65,8 @@ class Redactor:
         self._key = hmac_key
         self._deny = frozenset(name.lower() for name in deny_fields)
         self._secret_hints = tuple(hint.lower() for hint in secret_hints)
+        self._texts: dict[str, str] = {}  # redact_text is pure: short strings recur, so remember them
+        self._fields: dict[str, str] = {}
 
     def redact(self, details: Mapping[str, Any]) -> dict[str, Any]:
         """A redacted copy of ``details`` (the input is not changed)."""
@@ -70,12 +74,26 @@ class Redactor:
 
     def redact_text(self, text: str) -> str:
         """``text`` with e-mails, IP addresses, bearer tokens and API keys removed."""
+        cached = self._texts.get(text)
+        if cached is not None:
+            return cached
+        redacted, sensitive = self._redact_text(text)
+        if len(text) <= _CACHE_MAX_LEN and not sensitive:  # no secret or e-mail address lingers as a cache key
+            if len(self._texts) >= _CACHE_SIZE:
+                self._texts.clear()  # bounded: a flood of distinct strings cannot grow memory
+            self._texts[text] = redacted
+        return redacted
+
+    def _redact_text(self, text: str) -> tuple[str, bool]:
+        """The redacted text, and whether a credential or e-mail pattern could be in it."""
         # Each pattern needs a character or word the cheap ``in`` tests look for; most audit strings
         # (paths, ids, outcomes) have none, so they skip the regular expressions (they run per request).
+        lowered = text.lower()
+        credential = "bearer" in lowered or "basic" in lowered or "token" in lowered
+        sensitive = credential or "mw_" in text or "@" in text
         if "mw_" in text:
             text = _MW_KEY.sub(lambda m: f"{m.group(1)}_{_REDACTED}", text)
-        lowered = text.lower()
-        if "bearer" in lowered or "basic" in lowered or "token" in lowered:
+        if credential:
             text = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
         if "@" in text:
             text = _EMAIL.sub(lambda m: self._email(m.group(0)), text)
@@ -83,13 +101,27 @@ class Redactor:
             text = _IPV4.sub(lambda m: _truncate_ip(m.group(0)), text)
         if ":" in text:
             text = _IPV6.sub(lambda m: _truncate_ip(m.group(0)), text)
-        return text
+        return text, sensitive
+
+    def _field_kind(self, key: str) -> str:
+        """``secret``, ``deny`` or ``keep`` for a field name (remembered: field names come from a small set)."""
+        kind = self._fields.get(key)
+        if kind is None:
+            lowered = key.lower()
+            if any(hint in lowered for hint in self._secret_hints):
+                kind = "secret"
+            else:
+                kind = "deny" if lowered in self._deny else "keep"
+            if len(self._fields) >= _CACHE_SIZE:
+                self._fields.clear()
+            self._fields[key] = kind
+        return kind
 
     def _value(self, key: str, value: Any) -> Any:
-        lowered = key.lower()
-        if any(hint in lowered for hint in self._secret_hints):
+        kind = self._field_kind(key)
+        if kind == "secret":
             return _REDACTED
-        if lowered in self._deny:
+        if kind == "deny":
             return f"[redacted: {len(value)} chars]" if isinstance(value, str) else _REDACTED
         if isinstance(value, Mapping):
             return self.redact(value)

@@ -280,20 +280,21 @@ class GatewayService:
 
     def _answer(self, principal: Principal | None, model: ServedModel, x: torch.Tensor) -> dict[str, Any]:
         role = principal.role.value if principal is not None else ""
-        steps = self._policies.get(role, [LabelOnly()])
+        steps, label_only = self._policies.get(role, _LABEL_ONLY)
         probabilities = model.classifier.probabilities(x).to(torch.float32)
         labels = probabilities.argmax(dim=1)
-        label_only = any(isinstance(step, LabelOnly) for step in steps)
+        rows: list[list[float]] = []
         if not label_only:
             with self._noise_lock:
                 for step in steps:
                     probabilities = step.apply(probabilities, labels)
+            rows = probabilities.tolist()  # one conversion, not one torch call per value
         decisions = []
-        for index in range(x.shape[0]):
-            entry: dict[str, Any] = {"decision_id": uuid.uuid4().hex, "label": int(labels[index])}
+        for index, label in enumerate(labels.tolist()):
+            entry: dict[str, Any] = {"decision_id": uuid.uuid4().hex, "label": label}
             if not label_only:
                 # six decimals drop float32 noise (a rounded 0.36 is not sent as 0.36000001430511475)
-                entry["scores"] = [round(float(v), 6) for v in probabilities[index].tolist()]
+                entry["scores"] = [round(v, 6) for v in rows[index]]
             decisions.append(entry)
         first = decisions[0]
         answer: dict[str, Any] = {**first, "model_version": model.version}
@@ -373,14 +374,18 @@ class GatewayService:
         return 200, result.to_dict()
 
 
-def _parse_policies(config: GatewayConfig) -> dict[str, list[HardeningStep]]:
-    """Each role's output-hardening steps (parsed here, not in the config, so reading a config needs no torch)."""
-    policies: dict[str, list[HardeningStep]] = {}
+_LABEL_ONLY: tuple[list[HardeningStep], bool] = ([LabelOnly()], True)
+
+
+def _parse_policies(config: GatewayConfig) -> dict[str, tuple[list[HardeningStep], bool]]:
+    """Each role's hardening steps and whether they withhold scores (parsed here so a config needs no torch)."""
+    policies: dict[str, tuple[list[HardeningStep], bool]] = {}
     for role, steps in config.output_policy.items():
         try:
-            policies[role.value] = parse_steps(steps)
+            parsed = parse_steps(steps)
         except InputError as error:
             raise InputError(error.message, file=str(config.base_dir), field=f"output_policy.{role.value}") from None
+        policies[role.value] = (parsed, any(isinstance(step, LabelOnly) for step in parsed))
     return policies
 
 
