@@ -293,8 +293,8 @@ def inference_threads(config: GatewayConfig) -> int:
 
     Inference is CPU work under the GIL; more threads than cores only add GIL hand-offs (each torch op
     releases and retakes it), which cost more CPU than they hide: on 2 cores, 2 threads served 20-40% more
-    requests per second than 8 or 16, with SQLite and with Redis on loopback (``benchmarks/gateway/``).
-    Stores across a slow network are the case for more.
+    requests per second than 8 or 16 with SQLite, and 12% more than 8 with Redis on loopback
+    (``benchmarks/gateway/``). Stores across a slow network are the case for more.
     """
     if config.server.inference_threads is not None:
         return config.server.inference_threads
