@@ -40,7 +40,8 @@ DIGITS_SHAPE = (1, 8, 8)
 def create_app(artifact: Path, threads: int | None = None) -> FastAPI:
     """A FastAPI app serving the artifact's model at ``POST /predict`` (raw image body).
 
-    ``threads`` bounds the threadpool as the gateway's ``server.worker_threads`` does (None: anyio's 40).
+    ``threads`` bounds the threadpool as the gateway's ``server.inference_threads`` bounds predictions
+    (None: anyio's 40).
     """
     module, _ = load_model(artifact / "model")
     classifier = TorchClassifier(module, DIGITS_SHAPE, bounds=(0.0, 1.0), num_classes=10)
