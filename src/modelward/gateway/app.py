@@ -417,9 +417,7 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         refusal = Refusal(413, "body_too_large", f"request bodies are limited to {self.limit} bytes")
-        info = _scope_info(scope, "body-too-large")
-        outcome = await run_in_threadpool(self.service.record_refusal, info, refusal)
-        await _send(send, outcome)
+        await _refuse_at_guard(self.service, scope, send, "body-too-large", refusal)
 
 
 class Timeout:
@@ -443,8 +441,13 @@ class Timeout:
             await self.app(scope, receive, tracker)
         if deadline.cancelled_caught and not tracker.started:
             refusal = Refusal(503, "timeout", f"the request took longer than {self.seconds} s")
-            outcome = await run_in_threadpool(self.service.record_refusal, _scope_info(scope, "timeout"), refusal)
-            await _send(send, outcome)
+            await _refuse_at_guard(self.service, scope, send, "timeout", refusal)
+
+
+async def _refuse_at_guard(service: GatewayService, scope: Scope, send: Send, action: str, refusal: Refusal) -> None:
+    """Audit a refusal a guard decided before any route ran, then send it."""
+    outcome = await run_in_threadpool(service.record_refusal, _scope_info(scope, action), refusal)
+    await _send(send, outcome)
 
 
 def _scope_info(scope: Scope, action: str) -> RequestInfo:

@@ -18,10 +18,10 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import pyotp
 from argon2 import PasswordHasher
@@ -41,6 +41,7 @@ __all__ = [
     "authorize",
     "check_name",
     "principal_from_key",
+    "user_from_row",
 ]
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,21 @@ _SET_DISABLED = "UPDATE users SET disabled = ? WHERE name = ?"
 _CLAIM = "UPDATE users SET last_totp_step = ? WHERE name = ? AND (last_totp_step IS NULL OR last_totp_step < ?)"
 
 
+def user_from_row(row: Sequence[Any]) -> UserRecord:
+    """A :class:`UserRecord` from a ``(name, role, created, totp_secret, password_hash, disabled,
+    last_totp_step)`` row of any store."""
+    name, role, created, secret, password_hash, disabled, step = row
+    return UserRecord(
+        name=str(name),
+        role=Role(str(role)),
+        created_at=float(created),
+        totp_secret=None if secret is None else str(secret),
+        password_hash=None if password_hash is None else str(password_hash),
+        disabled=bool(disabled),
+        last_totp_step=None if step is None else int(step),
+    )
+
+
 class SQLiteUserStore:
     """:class:`UserStore` on sqlite3 (WAL, parameterised SQL, one lock); may share a file with the key store."""
 
@@ -192,7 +208,7 @@ class SQLiteUserStore:
     def get(self, name: str) -> UserRecord | None:
         with self._lock:
             row = self._db.execute(_SELECT + " WHERE name = ?", (name,)).fetchone()
-        return None if row is None else self._row(row)
+        return None if row is None else user_from_row(row)
 
     def update(
         self,
@@ -226,7 +242,7 @@ class SQLiteUserStore:
     def all(self) -> list[UserRecord]:
         with self._lock:
             rows = self._db.execute(_SELECT + " ORDER BY name").fetchall()
-        return [self._row(r) for r in rows]
+        return [user_from_row(r) for r in rows]
 
 
 class UserManager:

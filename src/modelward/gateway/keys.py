@@ -26,10 +26,10 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelward.core.errors import InputError
 
@@ -50,6 +50,7 @@ __all__ = [
     "check_access",
     "describe_key",
     "hash_key",
+    "key_from_row",
 ]
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,24 @@ _SELECT_ONE = _SELECT + " WHERE prefix = ?"
 _SELECT_ALL = _SELECT + " ORDER BY created_at, prefix"
 
 
+def key_from_row(row: Sequence[Any]) -> KeyRecord:
+    """A :class:`KeyRecord` from a ``(prefix, key_hash, principal, role, scopes, created, expires, revoked,
+    last_used)`` row of any store; ``scopes`` is a comma-joined text (SQLite) or an array (PostgreSQL)."""
+    prefix, key_hash, principal, role, scopes, created, expires, revoked, last_used = row
+    names = [s for s in scopes.split(",") if s] if isinstance(scopes, str) else list(scopes)
+    return KeyRecord(
+        prefix=str(prefix),
+        key_hash=str(key_hash),
+        principal=str(principal),
+        role=Role(str(role)),
+        scopes=frozenset(Action(s) for s in names),
+        created_at=float(created),
+        expires_at=None if expires is None else float(expires),
+        revoked=bool(revoked),
+        last_used=None if last_used is None else float(last_used),
+    )
+
+
 class SQLiteKeyStore:
     """:class:`KeyStore` on the standard-library sqlite3, parameterised SQL only, safe across threads."""
 
@@ -283,7 +302,7 @@ class SQLiteKeyStore:
                 _SELECT_ONE,
                 (prefix,),
             ).fetchone()
-        return None if row is None else self._row(row)
+        return None if row is None else key_from_row(row)
 
     def update(self, prefix: str, *, expires_at: float | None = None, revoked: bool | None = None) -> None:
         with self._lock, self._db:
@@ -299,7 +318,7 @@ class SQLiteKeyStore:
     def all(self) -> list[KeyRecord]:
         with self._lock:
             rows = self._db.execute(_SELECT_ALL).fetchall()
-        return [self._row(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
 
 class KeyManager:

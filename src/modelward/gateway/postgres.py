@@ -29,8 +29,8 @@ from modelward.gateway.audit_log import (
     canonical_details,
     record_from_row,
 )
-from modelward.gateway.identity import UserRecord
-from modelward.gateway.keys import Action, KeyRecord, Role
+from modelward.gateway.identity import UserRecord, user_from_row
+from modelward.gateway.keys import KeyRecord, Role, key_from_row
 from modelward.gateway.redaction import redact_url
 
 __all__ = [
@@ -169,21 +169,6 @@ class _Store:
         self._pool.close()
 
 
-def _key_from_row(row: Sequence[Any]) -> KeyRecord:
-    prefix, key_hash, principal, role, scopes, created, expires, revoked, last_used = row
-    return KeyRecord(
-        prefix=str(prefix),
-        key_hash=str(key_hash),
-        principal=str(principal),
-        role=Role(str(role)),
-        scopes=frozenset(Action(s) for s in scopes),
-        created_at=float(created),
-        expires_at=None if expires is None else float(expires),
-        revoked=bool(revoked),
-        last_used=None if last_used is None else float(last_used),
-    )
-
-
 class PostgresKeyStore(_Store):
     """:class:`~modelward.gateway.keys.KeyStore` in PostgreSQL (scopes as ``text[]``)."""
 
@@ -216,7 +201,7 @@ class PostgresKeyStore(_Store):
                 " FROM api_keys WHERE prefix = %s",
                 (prefix,),
             ).fetchone()
-        return None if row is None else _key_from_row(row)
+        return None if row is None else key_from_row(row)
 
     def update(self, prefix: str, *, expires_at: float | None = None, revoked: bool | None = None) -> None:
         with self._pool.connection() as conn, conn.transaction():
@@ -235,20 +220,7 @@ class PostgresKeyStore(_Store):
                 "SELECT prefix, key_hash, principal, role, scopes, created_at, expires_at, revoked, last_used"
                 " FROM api_keys ORDER BY created_at, prefix"
             ).fetchall()
-        return [_key_from_row(r) for r in rows]
-
-
-def _user_from_row(row: Sequence[Any]) -> UserRecord:
-    name, role, created, secret, password_hash, disabled, step = row
-    return UserRecord(
-        name=str(name),
-        role=Role(str(role)),
-        created_at=float(created),
-        totp_secret=None if secret is None else str(secret),
-        password_hash=None if password_hash is None else str(password_hash),
-        disabled=bool(disabled),
-        last_totp_step=None if step is None else int(step),
-    )
+        return [key_from_row(r) for r in rows]
 
 
 class PostgresUserStore(_Store):
@@ -280,7 +252,7 @@ class PostgresUserStore(_Store):
                 " FROM users WHERE name = %s",
                 (name,),
             ).fetchone()
-        return None if row is None else _user_from_row(row)
+        return None if row is None else user_from_row(row)
 
     def update(
         self,
@@ -317,7 +289,7 @@ class PostgresUserStore(_Store):
                 "SELECT name, role, created_at, totp_secret, password_hash, disabled, last_totp_step"
                 " FROM users ORDER BY name"
             ).fetchall()
-        return [_user_from_row(r) for r in rows]
+        return [user_from_row(r) for r in rows]
 
 
 class PostgresAuditStore(_Store):
