@@ -71,6 +71,32 @@ def test_round_trip_verifies_with_signed_checkpoints(tmp_path: Path, key: Ed2551
     }
 
 
+def test_hash_and_stored_text_match_the_canonical_encoding_for_awkward_details(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    # the writer encodes details once and hashes the record from that text; verify() and anyone
+    # re-deriving the hash use record_hash over the parsed fields: the two must agree byte for byte
+    awkward = [
+        {"z": 1, "a": [1.5, -0.0, 10**20, True, None], "nested": {"b": "x", "a": "y"}},
+        {"quote": 'say "hi"\\', "newline": "a\nb\tc", "unicode": "Grüße, 東京, \u2028", "emoji": "\U0001f600"},
+        {},
+    ]
+    log = AuditLog(tmp_path / "k.db", signing_key=key, checkpoint_every=2)
+    records = [log.append('actör "1"', "predict", "ok", details) for details in awkward]
+    log.close()
+    for record in records:
+        expected = record_hash(
+            record.seq, record.ts, record.actor, record.action, record.outcome, record.details, record.prev_hash
+        )
+        assert record.hash == expected
+    db = _db(tmp_path / "k.db")
+    stored = [row[0] for row in db.execute("SELECT details FROM audit_records ORDER BY seq")]
+    assert stored == [json.dumps(r.details, sort_keys=True, separators=(",", ":"), ensure_ascii=False) for r in records]
+    assert [json.loads(text) for text in stored] == [r.details for r in records]
+    result = verify(tmp_path / "k.db", key.public_key())
+    assert result.valid and result.records == 3, result.reason
+
+
 @pytest.mark.parametrize(
     ("sql", "params", "bad_seq", "why"),
     [

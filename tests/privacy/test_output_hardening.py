@@ -136,6 +136,17 @@ def test_top_k_zeroes_all_but_k_and_renormalises_or_not(table: torch.Tensor) -> 
     assert torch.equal(one_hot, torch.nn.functional.one_hot(table.argmax(dim=1), CLASSES).float())
 
 
+def test_top_k_on_rows_with_no_mass_left_serves_the_label_one_hot() -> None:
+    rows = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.1, 0.6, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    labels = torch.tensor([2, 1, 0])
+    out = TopK(2).apply(rows, labels)
+    expected = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.6 / 0.9, 0.3 / 0.9, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    assert torch.allclose(out, expected)
+    assert torch.equal(
+        TopK(2, renormalise=False).apply(rows, labels), torch.tensor([[0.0] * 4, [0, 0.6, 0.3, 0], [0.0] * 4])
+    )
+
+
 def test_reverse_sigmoid_follows_the_formula_and_perturbs(table: torch.Tensor) -> None:
     beta, gamma = 0.7, 0.4
     out = HardenedClassifier(TableClassifier(table), [ReverseSigmoid(beta, gamma)]).probabilities(_inputs(table))

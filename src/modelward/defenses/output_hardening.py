@@ -71,12 +71,12 @@ def _keep_label_on_top(p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def _renormalise(p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Rows scaled to sum 1; a row with no mass left becomes one-hot on its label."""
     total = p.sum(dim=1, keepdim=True)
+    empty = total <= 0
+    if not bool(empty.any()):  # the common case in as few tensor ops as possible (they run per served request)
+        return p / total
     out = p / total.clamp_min(torch.finfo(p.dtype).tiny)
-    empty = total.squeeze(1) <= 0
-    if bool(empty.any()):
-        one_hot = torch.nn.functional.one_hot(labels, p.shape[1]).to(p.dtype)
-        out = torch.where(empty.unsqueeze(1), one_hot, out)
-    return out
+    one_hot = torch.nn.functional.one_hot(labels, p.shape[1]).to(p.dtype)
+    return torch.where(empty, one_hot, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,8 +129,7 @@ class TopK(HardeningStep):
         boosted = probabilities.clone()
         boosted.scatter_(1, labels.unsqueeze(1), float("inf"))
         keep = boosted.topk(k, dim=1).indices
-        mask = torch.zeros_like(probabilities, dtype=torch.bool).scatter_(1, keep, True)
-        out = torch.where(mask, probabilities, torch.zeros_like(probabilities))
+        out = torch.zeros_like(probabilities).scatter_(1, keep, probabilities.gather(1, keep))
         return _renormalise(out, labels) if self.renormalise else out
 
 

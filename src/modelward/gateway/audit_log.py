@@ -72,6 +72,12 @@ class AuditRecord:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    #: the canonical JSON of ``details`` when the writer already has it (encoded once per record, not per use)
+    details_json: str = field(default="", compare=False, repr=False)
+
+    def stored_details(self) -> str:
+        """The JSON text a store keeps for ``details`` (the same bytes the hash covers)."""
+        return self.details_json or canonical_details(self.details)
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,18 @@ class _Entry:
     action: str
     outcome: str
     details: dict[str, Any]
+    details_json: str
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _canonical_text(value: Any) -> str:
+    return _ENCODER.encode(value)  # one shared encoder: json.dumps with options builds a new one per call
 
 
 def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _canonical_text(value).encode()
 
 
 def record_hash(
@@ -101,6 +115,15 @@ def record_hash(
 ) -> str:
     """SHA-256 (hex) over the canonical JSON encoding of a record's fields."""
     return hashlib.sha256(_canonical([seq, ts, actor, action, outcome, dict(details), prev_hash])).hexdigest()
+
+
+def _record_hash_encoded(
+    seq: int, ts: str, actor: str, action: str, outcome: str, details_json: str, prev_hash: str
+) -> str:
+    """:func:`record_hash` for details already in canonical JSON: the list's encoding is its items' joined by commas."""
+    fields = (str(seq), _canonical_text(ts), _canonical_text(actor), _canonical_text(action))
+    text = f"[{','.join(fields)},{_canonical_text(outcome)},{details_json},{_canonical_text(prev_hash)}]"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _checkpoint_message(seq: int, head_hash: str) -> bytes:
@@ -174,7 +197,7 @@ def record_from_row(row: Sequence[Any]) -> AuditRecord:
 
 def canonical_details(details: Mapping[str, Any]) -> str:
     """The JSON text stores keep for a record's details (the same bytes the hash covers)."""
-    return _canonical(details).decode()
+    return _canonical_text(details)
 
 
 class SQLiteAuditStore:
@@ -219,15 +242,13 @@ class SQLiteAuditStore:
             self._db.executemany(
                 "INSERT INTO audit_records (seq, ts, actor, action, outcome, details, prev_hash, hash) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.seq, r.ts, r.actor, r.action, r.outcome, canonical_details(r.details), r.prev_hash, r.hash)
-                    for r in records
-                ],
+                [(r.seq, r.ts, r.actor, r.action, r.outcome, r.stored_details(), r.prev_hash, r.hash) for r in records],
             )
-            self._db.executemany(
-                "INSERT OR IGNORE INTO audit_checkpoints (seq, head_hash, signature, key_id) VALUES (?, ?, ?, ?)",
-                [(c.seq, c.head_hash, c.signature, c.key_id) for c in checkpoints],
-            )
+            if checkpoints:  # one in checkpoint_every transactions carries one
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO audit_checkpoints (seq, head_hash, signature, key_id) VALUES (?, ?, ?, ?)",
+                    [(c.seq, c.head_hash, c.signature, c.key_id) for c in checkpoints],
+                )
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -314,10 +335,10 @@ class AuditLog:
                 raise InputError(f"{name} must be a non-empty string")
         clean = self._redactor.redact(details or {})
         try:
-            _canonical(clean)
+            encoded = _canonical_text(clean)
         except (TypeError, ValueError) as exc:
             raise InputError(f"details must be JSON-serialisable: {exc}") from exc
-        return _Entry(self._redactor.redact_text(actor), action, outcome, clean)
+        return _Entry(self._redactor.redact_text(actor), action, outcome, clean, encoded)
 
     def _sign(self, seq: int, head_hash: str) -> Checkpoint:
         if self._key is None:  # pragma: no cover - callers check
@@ -331,9 +352,21 @@ class AuditLog:
             for entry in entries:
                 seq += 1
                 ts = datetime.now(UTC).isoformat(timespec="microseconds")
-                digest = record_hash(seq, ts, entry.actor, entry.action, entry.outcome, entry.details, prev)
+                digest = _record_hash_encoded(
+                    seq, ts, entry.actor, entry.action, entry.outcome, entry.details_json, prev
+                )
                 records.append(
-                    AuditRecord(seq, ts, entry.actor, entry.action, entry.outcome, entry.details, prev, digest)
+                    AuditRecord(
+                        seq,
+                        ts,
+                        entry.actor,
+                        entry.action,
+                        entry.outcome,
+                        entry.details,
+                        prev,
+                        digest,
+                        entry.details_json,
+                    )
                 )
                 prev = digest
                 if self._key is not None and seq % self._every == 0:
@@ -347,7 +380,7 @@ class AuditLog:
 @dataclass
 class _Pending:
     entry: _Entry
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False  # set by the leader under the writer's condition; read by its own caller
     record: AuditRecord | None = None
     error: BaseException | None = None
 
@@ -381,11 +414,11 @@ class BatchingWriter:
         pending = _Pending(self._log._prepare(actor, action, outcome, details))
         with self._cond:
             self._waiting.append(pending)
-            while self._leading and not pending.done.is_set():
+            while self._leading and not pending.done:
                 self._cond.wait()
-            if not pending.done.is_set():
+            if not pending.done:
                 self._leading = True
-        if not pending.done.is_set():
+        if not pending.done:
             self._lead(pending)
         if pending.error is not None:
             raise pending.error
@@ -397,7 +430,7 @@ class BatchingWriter:
         try:
             if self._delay:
                 time.sleep(self._delay)
-            while not own.done.is_set():
+            while not own.done:
                 with self._cond:
                     group = self._waiting[: self._max]
                     del self._waiting[: self._max]
@@ -419,7 +452,7 @@ class BatchingWriter:
                 p.record = record
         with self._cond:
             for p in group:
-                p.done.set()
+                p.done = True
             self._cond.notify_all()
 
     def close(self) -> None:

@@ -6,6 +6,8 @@ Each gateway owns its registry (not the process-global one), so several gateways
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -50,13 +52,22 @@ class GatewayMetrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+        # (action, outcome, status) -> the label children observe() updates; the combinations are few
+        # (actions and reasons are fixed sets, statuses a handful), so this stays small
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def observe(self, action: str, outcome: str, status: int, seconds: float) -> None:
         """Count one finished request."""
-        self.requests.labels(action, outcome).inc()
-        self.latency.labels(action).observe(seconds)
-        if status >= 400:
-            self.refusals.labels(str(status), outcome).inc()
+        children = self._children.get((action, outcome, status))
+        if children is None:  # labels() takes a lock and builds a key: once per combination, not per request
+            refused = self.refusals.labels(str(status), outcome) if status >= 400 else None
+            children = (self.requests.labels(action, outcome), self.latency.labels(action), refused)
+            self._children[(action, outcome, status)] = children
+        requests, latency, refused = children
+        requests.inc()
+        latency.observe(seconds)
+        if refused is not None:
+            refused.inc()
 
     def serving(self, artifact: str, version: str, key_id: str) -> None:
         """Mark ``version`` as the one served (clearing the previous one)."""

@@ -26,7 +26,6 @@ from modelward.gateway.audit_log import (
     AuditRecord,
     ChainBuilder,
     Checkpoint,
-    canonical_details,
     record_from_row,
 )
 from modelward.gateway.identity import UserRecord, user_from_row
@@ -316,17 +315,18 @@ class PostgresAuditStore(_Store):
                     "INSERT INTO audit_records (seq, ts, actor, action, outcome, details, prev_hash, hash)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     [
-                        (r.seq, r.ts, r.actor, r.action, r.outcome, canonical_details(r.details), r.prev_hash, r.hash)
+                        (r.seq, r.ts, r.actor, r.action, r.outcome, r.stored_details(), r.prev_hash, r.hash)
                         for r in records
                     ],
                 )
-                cur.executemany(
-                    # Two replicas closing at once may both sign the same head: Ed25519 is deterministic, so the
-                    # rows are identical and the second is dropped instead of failing the close.
-                    "INSERT INTO audit_checkpoints (seq, head_hash, signature, key_id) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (seq) DO NOTHING",
-                    [(c.seq, c.head_hash, c.signature, c.key_id) for c in checkpoints],
-                )
+                if checkpoints:  # one in checkpoint_every transactions carries one
+                    cur.executemany(
+                        # Two replicas closing at once may both sign the same head: Ed25519 is deterministic, so the
+                        # rows are identical and the second is dropped instead of failing the close.
+                        "INSERT INTO audit_checkpoints (seq, head_hash, signature, key_id) VALUES (%s, %s, %s, %s)"
+                        " ON CONFLICT (seq) DO NOTHING",
+                        [(c.seq, c.head_hash, c.signature, c.key_id) for c in checkpoints],
+                    )
         return list(records)
 
     def records(self) -> Iterator[AuditRecord]:

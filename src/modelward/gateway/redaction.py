@@ -123,12 +123,15 @@ class Redactor:
             return _REDACTED
         if kind == "deny":
             return f"[redacted: {len(value)} chars]" if isinstance(value, str) else _REDACTED
-        if isinstance(value, Mapping):
-            return self.redact(value)
-        if isinstance(value, list | tuple):
-            return [self._value(key, item) for item in value]
+        # cheapest tests first: most values are strings or numbers, and an ABC check (Mapping) is slow
         if isinstance(value, str):
             return self.redact_text(value)
+        if value is None or isinstance(value, int | float):
+            return value
+        if isinstance(value, list | tuple):
+            return [self._value(key, item) for item in value]
+        if isinstance(value, Mapping):
+            return self.redact(value)
         return value
 
     def _email(self, address: str) -> str:

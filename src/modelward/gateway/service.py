@@ -281,7 +281,9 @@ class GatewayService:
     def _answer(self, principal: Principal | None, model: ServedModel, x: torch.Tensor) -> dict[str, Any]:
         role = principal.role.value if principal is not None else ""
         steps, label_only = self._policies.get(role, _LABEL_ONLY)
-        probabilities = model.classifier.probabilities(x).to(torch.float32)
+        probabilities = model.classifier.probabilities(x)
+        if probabilities.dtype != torch.float32:
+            probabilities = probabilities.to(torch.float32)
         labels = probabilities.argmax(dim=1)
         rows: list[list[float]] = []
         if not label_only:

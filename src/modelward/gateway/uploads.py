@@ -4,8 +4,9 @@ Images are judged by their bytes, never by file name or declared content type: t
 magic bytes, must be on the allow-list (PNG, JPEG, WebP, GIF) and must be confirmed by Pillow opening the
 data with only that decoder. Limits are checked from the header *before* decoding: body size, pixel count
 and decompression ratio (decoded bytes / encoded bytes), so a decompression bomb (a tiny file that claims
-a huge canvas) is refused without being inflated. Then Pillow's ``verify()`` runs, and a fresh open
-decodes the pixels with ``DecompressionBombWarning`` promoted to an error. Trailing data after the
+a huge canvas) is refused without being inflated (the pixel ceiling never exceeds Pillow's own
+``MAX_IMAGE_PIXELS``, so no bomb Pillow would only warn about gets through). Then Pillow's ``verify()``
+runs, and a fresh open decodes the pixels. Trailing data after the
 format's end marker, animation and embedded markup (a classic polyglot hides HTML or script in
 comments or after the end) are refused too.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import io
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -149,26 +149,26 @@ def validate_image(data: bytes, limits: ImageLimits | None = None) -> ValidatedI
         raise UploadRejected("polyglot", f"{fmt} carries embedded markup or script")
     _check_end(fmt, data)
     max_pixels = min(limits.max_pixels, Image.MAX_IMAGE_PIXELS or limits.max_pixels)
+    # No warnings.catch_warnings() here: it swaps process-wide state and is not thread-safe, and the pixel
+    # check below already refuses every image Pillow would warn about (max_pixels <= MAX_IMAGE_PIXELS).
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=[fmt]) as header:  # reads the header only
-                width, height, mode = header.width, header.height, header.mode
-                if width <= 0 or height <= 0:
-                    raise UploadRejected("malformed", "image has no pixels")
-                if width * height > max_pixels:
-                    raise UploadRejected("too_many_pixels", f"image is {width}x{height}; limit is {max_pixels} pixels")
-                ratio = width * height * _bytes_per_pixel(mode) / len(data)
-                if ratio > limits.max_ratio:
-                    raise UploadRejected(
-                        "decompression_ratio",
-                        f"image would inflate {ratio:.0f}x its size; limit is {limits.max_ratio:.0f}x",
-                    )
-                if getattr(header, "is_animated", False):
-                    raise UploadRejected("animated", "animated images are not accepted")
-                header.verify()
-            image = Image.open(io.BytesIO(data), formats=[fmt])
-            image.load()
+        with Image.open(io.BytesIO(data), formats=[fmt]) as header:  # reads the header only
+            width, height, mode = header.width, header.height, header.mode
+            if width <= 0 or height <= 0:
+                raise UploadRejected("malformed", "image has no pixels")
+            if width * height > max_pixels:
+                raise UploadRejected("too_many_pixels", f"image is {width}x{height}; limit is {max_pixels} pixels")
+            ratio = width * height * _bytes_per_pixel(mode) / len(data)
+            if ratio > limits.max_ratio:
+                raise UploadRejected(
+                    "decompression_ratio",
+                    f"image would inflate {ratio:.0f}x its size; limit is {limits.max_ratio:.0f}x",
+                )
+            if getattr(header, "is_animated", False):
+                raise UploadRejected("animated", "animated images are not accepted")
+            header.verify()
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        image.load()
     except UploadRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
