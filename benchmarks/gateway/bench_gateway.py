@@ -546,6 +546,8 @@ def machine() -> dict[str, Any]:
     import fastapi
     import h11
     import PIL
+    import redis
+    import redis.utils
     import torch
     import uvicorn
 
@@ -570,6 +572,7 @@ def machine() -> dict[str, Any]:
             "uvicorn": uvicorn.__version__,
             "torch": torch.__version__,
             "pillow": PIL.__version__,
+            "redis-py": redis.__version__ + (" (hiredis)" if redis.utils.HIREDIS_AVAILABLE else ""),
         },
         "uvicorn_http": http,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -631,7 +634,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores (server: 1 uvicorn worker, 1 torch thread; the load generator "
         f"is a second process on the same cores), Python {m['python']}, fastapi {v['fastapi']}, uvicorn "
-        f"{v['uvicorn']} ({m['uvicorn_http']}), torch {v['torch']}, Pillow {v['pillow']}, SQLite {m['sqlite']}; "
+        f"{v['uvicorn']} ({m['uvicorn_http']}), torch {v['torch']}, Pillow {v['pillow']}, SQLite {m['sqlite']}, "
+        f"redis-py {v.get('redis-py', '?')}; "
         f"{m['date']}.",
         "",
         "Regenerate with `make bench-gateway` (`python benchmarks/gateway/bench_gateway.py`).",
