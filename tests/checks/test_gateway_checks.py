@@ -15,7 +15,14 @@ import pytest
 import yaml
 
 from modelward.checks.base import CheckContext, Evidence
-from modelward.checks.gateway_probe import CACHE_SUBDIR, GatewayUnavailable, cli, gateway_target
+from modelward.checks.gateway_probe import (
+    CACHE_SUBDIR,
+    PURPOSES,
+    GatewayUnavailable,
+    cli,
+    gateway_target,
+    key_prefix,
+)
 from modelward.checks.registry import get_check
 from modelward.core.errors import InputError
 from modelward.system.loader import parse_system
@@ -95,6 +102,21 @@ def test_the_probes_saw_what_a_secure_gateway_answers(demo: Path) -> None:
     assert observed["valid WebP (control)"] == "200"
     scores = run(demo, "gateway.scores_withheld", {"launch": "demo"})
     assert any("moderator sees: 200;" in d and "scores" in d for d in scores.details)  # the contrast is recorded
+
+
+def test_probe_keys_expire_on_their_own(demo: Path) -> None:
+    launched = gateway_target(
+        CheckContext(
+            system=SYSTEM, base_dir=str(demo), artifacts_dir=str(demo / "artifacts"), params={"launch": "demo"}
+        )
+    )
+    rows = cli("keys", "list", "--config", str(launched.config_path), "--format", "json")
+    prefixes = {key_prefix(launched.key(purpose)) for purpose in PURPOSES}
+    probes = [row for row in rows if row["prefix"] in prefixes]
+    assert len(probes) == len(PURPOSES)
+    for row in probes:  # the admin and ML-engineer keys an audit made do not outlive it by more than 2 h
+        assert row["expires_at"] is not None
+        assert 2 * 3600 - 5 <= row["expires_at"] - row["created_at"] <= 2 * 3600 + 5, row
 
 
 def test_url_mode_probes_a_running_gateway_with_keys_from_the_environment(

@@ -62,6 +62,9 @@ PURPOSES: dict[str, str] = {
 about a second, so only what the checks use; url mode may name an ``auditor`` key too)."""
 
 CLI_MODULE = "modelward.cli"
+PROBE_KEY_LIFETIME = "2h"
+"""Probe keys expire on their own (admin among them): an audit never leaves live credentials behind."""
+_PROBE_KEY_REUSE_S = 3600.0  # a process reuses a store's probe keys for an hour, well inside their lifetime
 READY_TIMEOUT_S = 60.0
 CACHE_SUBDIR = Path(".modelward-cache") / "gateway"
 _LOG_TAIL_CHARS = 2000
@@ -224,7 +227,7 @@ def cli(*args: str, timeout_s: float = 120.0, json_output: bool = True) -> Any:
 # --- the target --------------------------------------------------------------------------------
 
 _PREPARED: dict[Path, dict[str, Any]] = {}
-_KEYS: dict[str, dict[str, str]] = {}  # probe keys by key store: gateways sharing a store share them
+_KEYS: dict[str, tuple[float, dict[str, str]]] = {}  # by key store (shared by its gateways): (made at, keys)
 _LAUNCHED: dict[Path, GatewayTarget | GatewayUnavailable] = {}
 _PROCESSES: list[subprocess.Popen[bytes]] = []
 _LOCK = threading.Lock()
@@ -351,10 +354,10 @@ def _launch(config: Path, prepared: dict[str, Any], artifacts_dir: Path, ready_t
     # The gateway reads keys from its store on every request, so they are made while it starts up.
     store = _key_store(settings, folder)
     pool = ThreadPoolExecutor(max_workers=1)
-    made = pool.submit(lambda: _KEYS[store] if store in _KEYS else _create_keys(config))
+    made = pool.submit(_probe_keys, store, config)
     try:
         _wait_ready(url, process, log_path, ready_timeout_s)
-        keys = _KEYS.setdefault(store, made.result())
+        keys = made.result()
     except GatewayUnavailable:
         _stop(process)
         raise
@@ -392,8 +395,22 @@ def _audit_public_key(reported: Any, signing_key: Path | None) -> Path | None:
     return next((path for path in candidates if path.is_file()), None)
 
 
+def _probe_keys(store: str, config: Path) -> dict[str, str]:
+    """This process's probe keys for ``store``: made once, and again when the earlier ones near expiry."""
+    known = _KEYS.get(store)
+    if known is not None and time.monotonic() - known[0] < _PROBE_KEY_REUSE_S:
+        return known[1]
+    made_at = time.monotonic()
+    keys = _create_keys(config)
+    _KEYS[store] = (made_at, keys)
+    return keys
+
+
 def _create_keys(config: Path) -> dict[str, str]:
     """One fresh principal per purpose (names unique to this run), the ``revoked`` one revoked at once.
+
+    Each key expires after :data:`PROBE_KEY_LIFETIME`, so the admin and ML-engineer keys an audit made
+    do not stay valid in the gateway's store after it.
 
     The CLI calls run a few at a time: each is a second of interpreter start-up, and the stores take
     their own write locks (the audit log's chain stays one chain across processes).
@@ -403,7 +420,7 @@ def _create_keys(config: Path) -> dict[str, str]:
     def create(purpose: str) -> str:
         made = cli(
             "keys", "create", "--config", str(config), "--principal", f"probe-{run}-{purpose}",
-            "--role", PURPOSES[purpose], "--format", "json",
+            "--role", PURPOSES[purpose], "--expires-in", PROBE_KEY_LIFETIME, "--format", "json",
         )  # fmt: skip
         if not isinstance(made, dict) or not isinstance(made.get("key"), str):
             raise GatewayUnavailable(f"`modelward keys create` printed no key for {purpose}")
