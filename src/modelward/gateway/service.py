@@ -24,7 +24,7 @@ from modelward.gateway.audit_log import AuditLog, BatchingWriter
 from modelward.gateway.config import GatewayConfig, Stores, open_stores, resolve_secret
 from modelward.gateway.identity import Principal, UserManager, authorize, principal_from_key
 from modelward.gateway.jwt_auth import JWTValidator, TokenRejected, settings_from_config
-from modelward.gateway.keys import Action, KeyManager
+from modelward.gateway.keys import MFA_REQUIRED, Action, KeyManager
 from modelward.gateway.metrics import GatewayMetrics
 from modelward.gateway.model_registry import ModelRegistry, ServedModel
 from modelward.gateway.ratelimit import Bucket, MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -160,6 +160,8 @@ class GatewayService:
                         decision.reason,
                         _auth_message(decision.reason, required),
                     )
+                if required in MFA_REQUIRED:
+                    self._record_attempt(request, actor, details)
             status, body = work(principal)
             outcome = Outcome(status, body)
             if isinstance(body, dict) and "audit" in body:
@@ -180,6 +182,18 @@ class GatewayService:
             outcome = Outcome(500, _error("internal_error", "the gateway failed to serve this request"))
             result = "internal_error"
         return self._finish(request, actor, result, details, outcome, started)
+
+    def _record_attempt(self, request: RequestInfo, actor: str, details: dict[str, Any]) -> None:
+        """Write-ahead for privileged actions: the attempt is durable before anything changes, or nothing does.
+
+        Without it a deployment or a new admin key could take effect and the outcome record then fail to be
+        written: a privileged change the log never saw. The outcome record follows as for any request.
+        """
+        try:
+            self.writer.append(actor, request.action, "attempt", dict(details))
+        except Exception:
+            log.exception("audit record could not be written; refusing the privileged action")
+            raise Refusal(503, "audit_unavailable", "the audit log is unavailable; nothing was changed") from None
 
     def record_refusal(self, request: RequestInfo, refusal: Refusal) -> Outcome:
         """Audit a refusal decided outside the chain (body too large, unknown route, bad JSON)."""
