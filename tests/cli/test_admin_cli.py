@@ -144,8 +144,10 @@ def test_rotate_and_revoke(config: Path) -> None:
     manager = _keys(config)
     assert manager.authenticate(first).reason is AuthReason.EXPIRED
     assert manager.authenticate(second).ok
-    revoked = _invoke(config, "keys", "revoke", second.split("_")[1])
+    revoked = _invoke(config, "keys", "revoke", second.split("_")[1], "--format", "json")
     assert revoked.exit_code == 0
+    assert json.loads(revoked.stdout)["status"] == "revoked"
+    assert json.loads(revoked.stdout)["prefix"] == second.split("_")[1] and second not in revoked.stdout
     assert manager.authenticate(second).reason is AuthReason.REVOKED
     missing = _invoke(config, "keys", "revoke", "000000000000")
     assert missing.exit_code == 2 and "no API key" in missing.stderr
@@ -197,6 +199,12 @@ def test_user_lifecycle(config: Path) -> None:
     # a disabled user gets no new key
     refused = _invoke(config, "keys", "create", "--principal", "alice", "--role", "auditor")
     assert refused.exit_code == 2 and "disabled" in refused.stderr
+    # enabled again, she may hold keys again; an unknown name is a usage error
+    assert _invoke(config, "users", "enable", "alice").exit_code == 0
+    enabled = _users(config).get("alice")
+    assert enabled is not None and not enabled.disabled
+    assert _invoke(config, "users", "enable", "bob").exit_code == 2
+    assert _invoke(config, "keys", "create", "--principal", "alice", "--role", "auditor").exit_code == 0
 
     records = _records(config)
     assert [(r.action, r.outcome) for r in records] == [
@@ -209,6 +217,9 @@ def test_user_lifecycle(config: Path) -> None:
         ("list-users", "ok"),
         ("list-users", "ok"),
         ("create-key", "error"),
+        ("enable-user", "ok"),
+        ("enable-user", "error"),
+        ("create-key", "ok"),
     ]
     assert records[2].details == {"name": "alice", "role": "auditor", "previous_role": "admin"}
     dumped = json.dumps([r.details for r in records])

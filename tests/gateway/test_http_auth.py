@@ -219,6 +219,8 @@ def test_disabled_user_is_refused(env: Env) -> None:
     assert env.predict(key).status_code == 200
     env.gateway.admin("users", "disable", "carl")
     _refused(env.predict(key), 401, "disabled", env)
+    env.gateway.admin("users", "enable", "carl")
+    assert env.predict(key).status_code == 200  # a suspension, not a revocation: the key works again
 
 
 # --- second factor -------------------------------------------------------------------------------

@@ -250,6 +250,9 @@ def test_set_role_and_disable(users: UserManager) -> None:
     users.add("alice", Role.ADMIN)
     assert users.set_role("alice", "auditor").role is Role.AUDITOR
     assert users.disable("alice").disabled
+    assert not users.enable("alice").disabled
+    with pytest.raises(InputError):
+        users.enable("nobody")
     with pytest.raises(InputError):
         users.set_role("nobody", Role.ADMIN)
     with pytest.raises(InputError):

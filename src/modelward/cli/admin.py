@@ -285,12 +285,16 @@ def _register_keys(cli: click.Group) -> None:
     @keys.command("revoke")
     @_config_opt
     @click.argument("prefix")
-    def keys_revoke(config_path: Path, prefix: str) -> None:
+    @_format_opt
+    def keys_revoke(config_path: Path, prefix: str, fmt: str) -> None:
         """Refuse key PREFIX from now on."""
 
         def body(session: _Session) -> Mapping[str, Any]:
-            session.keys.revoke(prefix)
-            click.echo(f"revoked key {prefix}")
+            record = session.keys.revoke(prefix)
+            if fmt == "json":
+                click.echo(json.dumps(describe_key(record, time.time()), indent=2))
+            else:
+                click.echo(f"revoked key {prefix}")
             return {"prefix": prefix}
 
         _run(config_path, "revoke-key", body)
@@ -299,7 +303,7 @@ def _register_keys(cli: click.Group) -> None:
 def _register_users(cli: click.Group) -> None:
     @cli.group("users")
     def users() -> None:
-        """Add users, change their roles, disable them and reset their TOTP second factor."""
+        """Add users, change their roles, disable and enable them, and reset their TOTP second factor."""
 
     @users.command("add")
     @_config_opt
@@ -366,6 +370,19 @@ def _register_users(cli: click.Group) -> None:
             return {"name": name}
 
         _run(config_path, "disable-user", body)
+
+    @users.command("enable")
+    @_config_opt
+    @click.argument("name")
+    def users_enable(config_path: Path, name: str) -> None:
+        """Accept user NAME again after `users disable`; their unrevoked, unexpired keys work again."""
+
+        def body(session: _Session) -> Mapping[str, Any]:
+            session.users.enable(name)
+            click.echo(f"user {name}: enabled")
+            return {"name": name}
+
+        _run(config_path, "enable-user", body)
 
     @users.command("reset-totp")
     @_config_opt

@@ -317,6 +317,13 @@ class UserManager:
         log.info("user disabled name=%s", name)
         return self._existing(name)
 
+    def enable(self, name: str) -> UserRecord:
+        """Accept a disabled user again: their keys that are neither revoked nor expired work again."""
+        self._existing(name)
+        self._store.update(name, disabled=False)
+        log.info("user enabled name=%s", name)
+        return self._existing(name)
+
     def reset_totp(self, name: str) -> EnrolledUser:
         """Replace a user's TOTP secret (lost phone); the new one is returned once."""
         self._existing(name)

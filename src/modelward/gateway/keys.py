@@ -417,11 +417,12 @@ class KeyManager:
         log.info("api key rotated old=%s new=%s grace_s=%s", prefix, issued.record.prefix, grace_s)
         return issued
 
-    def revoke(self, prefix: str) -> None:
-        """Refuse this key from now on."""
+    def revoke(self, prefix: str) -> KeyRecord:
+        """Refuse this key from now on; returns its record as stored now."""
         self._existing(prefix)
         self._store.update(prefix, revoked=True)
         log.info("api key revoked prefix=%s", prefix)
+        return self._existing(prefix)
 
     def list(self) -> list[KeyRecord]:
         """Every key's metadata (prefix, principal, role, scopes, times, revoked); no plaintext exists to show."""
