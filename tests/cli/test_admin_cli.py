@@ -243,3 +243,25 @@ def test_audit_log_of_the_cli_verifies(config: Path) -> None:
     public = load_public_key(config.parent / "keys" / "signing-key.pub.pem")
     result = verify(config.parent / "data" / "audit.db", public)
     assert result.valid and result.records == 2 and result.checkpoints >= 1
+
+
+def test_totp_secrets_sealed_with_the_configured_key(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    from modelward.gateway.totp_secrets import TotpSecretBox
+
+    config.write_text(
+        config.read_text(encoding="utf-8") + "auth: {totp_encryption_key: 'env:MW_TEST_TOTP_KEY'}\n", encoding="utf-8"
+    )
+    monkeypatch.delenv("MW_TEST_TOTP_KEY", raising=False)
+    unset = _invoke(config, "users", "add", "ada", "--role", "admin")
+    assert unset.exit_code == 2 and "MW_TEST_TOTP_KEY is not set" in unset.stderr and "Traceback" not in unset.output
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("MW_TEST_TOTP_KEY", key)
+    added = _invoke(config, "users", "add", "ada", "--role", "admin", "--format", "json")
+    assert added.exit_code == 0, added.output
+    secret = json.loads(added.stdout)["totp_secret"]
+    stored = SQLiteUserStore(config.parent / "data" / "gateway.db").get("ada")
+    assert stored is not None and stored.totp_secret is not None and secret not in stored.totp_secret
+    sealed = UserManager(SQLiteUserStore(config.parent / "data" / "gateway.db"), secrets=TotpSecretBox(key))
+    assert sealed.verify_totp("ada", pyotp.TOTP(secret).now())

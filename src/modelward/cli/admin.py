@@ -82,7 +82,7 @@ class _Session:
 @contextmanager
 def _session(config_path: Path) -> Iterator[_Session]:
     from modelward.gateway.audit_log import AuditLog
-    from modelward.gateway.config import load_config, open_stores
+    from modelward.gateway.config import load_config, open_stores, totp_secret_box
     from modelward.gateway.identity import UserManager
     from modelward.gateway.keys import KeyManager
     from modelward.supplychain.signing import load_private_key
@@ -97,7 +97,7 @@ def _session(config_path: Path) -> Iterator[_Session]:
     stores = open_stores(config)
     try:
         audit = AuditLog(store=stores.audit, signing_key=signing_key, checkpoint_every=config.audit.checkpoint_every)
-        users = UserManager(stores.users, valid_window=config.auth.totp_valid_window)
+        users = UserManager(stores.users, valid_window=config.auth.totp_valid_window, secrets=totp_secret_box(config))
         try:
             yield _Session(KeyManager(stores.keys), users, audit, _actor())
         finally:

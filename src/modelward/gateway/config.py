@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelward.core.errors import InputError
 from modelward.core.yamlio import load_yaml
 from modelward.gateway.keys import Role
+
+if TYPE_CHECKING:
+    from modelward.gateway.totp_secrets import TotpSecretBox
 
 __all__ = [
     "AuditConfig",
@@ -156,6 +159,8 @@ class AuthConfig(_Section):
     api_keys: bool = True
     jwt: JWTConfig | None = None
     totp_valid_window: int = Field(1, ge=0, le=3)
+    #: a Fernet key (or ``env:NAME``) sealing TOTP secrets in the user store; None stores them as they are
+    totp_encryption_key: str | None = None
 
 
 class MetricsConfig(_Section):
@@ -198,6 +203,14 @@ def resolve_secret(value: str, what: str) -> str:
     if not found:
         raise InputError(f"{what}: environment variable {name} is not set")
     return found
+
+
+def totp_secret_box(config: GatewayConfig) -> TotpSecretBox:
+    """The box that seals TOTP secrets with ``auth.totp_encryption_key`` (a plain one when none is set)."""
+    from modelward.gateway.totp_secrets import TotpSecretBox
+
+    value = config.auth.totp_encryption_key
+    return TotpSecretBox(None if value is None else resolve_secret(value, "auth.totp_encryption_key"))
 
 
 def load_config(path: Path | str) -> GatewayConfig:

@@ -29,6 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from modelward.core.errors import InputError
 from modelward.gateway.keys import MFA_REQUIRED, AccessDecision, Action, KeyRecord, Role, allowed
+from modelward.gateway.totp_secrets import TotpSecretBox, UnreadableSecret
 
 __all__ = [
     "ISSUER",
@@ -255,10 +256,14 @@ class UserManager:
         *,
         valid_window: int = 1,
         hasher: PasswordHasher | None = None,
+        secrets: TotpSecretBox | None = None,
     ) -> None:
         if not 0 <= valid_window <= 10:
             raise InputError(f"valid_window must be between 0 and 10 steps, got {valid_window}")
         self._store = store
+        self._secrets = secrets if secrets is not None else TotpSecretBox()
+        # unknown users open a sealed dummy too, so a configured key does not make them answer faster
+        self._dummy_stored = self._secrets.seal(_DUMMY_SECRET)
         self._clock = clock
         self._window = valid_window
         self._hasher = hasher if hasher is not None else PasswordHasher()
@@ -295,7 +300,7 @@ class UserManager:
             name=name,
             role=_role(role),
             created_at=self._clock(),
-            totp_secret=secret,
+            totp_secret=self._secrets.seal(secret),
             password_hash=password_hash,
         )
         self._store.insert(user)
@@ -328,7 +333,7 @@ class UserManager:
         """Replace a user's TOTP secret (lost phone); the new one is returned once."""
         self._existing(name)
         secret = pyotp.random_base32()
-        self._store.update(name, totp_secret=secret)
+        self._store.update(name, totp_secret=self._secrets.seal(secret))
         log.info("user totp reset name=%s", name)
         return self._enrol(self._existing(name), secret)
 
@@ -336,7 +341,12 @@ class UserManager:
         """Whether ``code`` is this enabled user's current TOTP code, not used before (then it is used up)."""
         user = self._store.get(name) if isinstance(name, str) else None
         well_formed = isinstance(code, str) and _CODE_RE.fullmatch(code) is not None
-        secret = user.totp_secret if user is not None and user.totp_secret else _DUMMY_SECRET
+        stored = user.totp_secret if user is not None and user.totp_secret else self._dummy_stored
+        try:
+            secret = self._secrets.open(stored)
+        except UnreadableSecret as exc:  # a configuration fault: say so in the log, refuse the code
+            log.error("totp secret unreadable name=%s: %s", user.name if user else "?", exc.message)
+            return False
         totp = pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD_S)
         now_step = int(self._clock()) // TOTP_PERIOD_S
         presented = code.encode("ascii") if well_formed else b"000000x"
@@ -350,6 +360,9 @@ class UserManager:
         if not self._store.claim_totp_step(user.name, matched):
             log.info("totp code replay refused name=%s", user.name)
             return False
+        if self._secrets.sealing and not TotpSecretBox.is_sealed(stored):
+            self._store.update(user.name, totp_secret=self._secrets.seal(secret))  # sealed on first use
+            log.info("totp secret sealed at rest name=%s", user.name)
         return True
 
     def set_password(self, name: str, password: str) -> None:

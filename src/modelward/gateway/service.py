@@ -21,7 +21,7 @@ import torch
 from modelward.core.errors import InputError, ModelwardError
 from modelward.defenses.output_hardening import HardeningStep, LabelOnly, parse_steps
 from modelward.gateway.audit_log import AuditLog, BatchingWriter
-from modelward.gateway.config import GatewayConfig, Stores, open_stores, resolve_secret
+from modelward.gateway.config import GatewayConfig, Stores, open_stores, resolve_secret, totp_secret_box
 from modelward.gateway.identity import Principal, UserManager, authorize, principal_from_key
 from modelward.gateway.jwt_auth import JWTValidator, TokenRejected, settings_from_config
 from modelward.gateway.keys import MFA_REQUIRED, Action, KeyManager
@@ -72,7 +72,9 @@ class GatewayService:
         self.stores = stores if stores is not None else open_stores(config)
         try:
             self.keys = KeyManager(self.stores.keys)
-            self.users = UserManager(self.stores.users, valid_window=config.auth.totp_valid_window)
+            self.users = UserManager(
+                self.stores.users, valid_window=config.auth.totp_valid_window, secrets=totp_secret_box(config)
+            )
             self.jwt = self._jwt_validator()
             self.limiter = self._limiter()
             limits = config.rate_limits
