@@ -37,6 +37,7 @@ __all__ = [
     "load_config",
     "open_stores",
     "resolve_secret",
+    "totp_secret_box",
 ]
 
 DEFAULT_OUTPUT_POLICY: dict[str, list[dict[str, Any]]] = {
