@@ -76,7 +76,7 @@ bench-privacy: $(VENV)/.dev
 	$(PY) benchmarks/privacy/dp_sgd.py
 	$(PY) benchmarks/privacy/extraction.py
 
-# The gateway beside a bare FastAPI endpoint (Redis rate limits too when redis-server is installed); ~4 minutes.
+# The gateway beside a bare FastAPI endpoint (Redis rate limits too when redis-server is installed); ~8 minutes.
 bench-gateway: $(VENV)/.dev
 	$(PY) benchmarks/gateway/bench_gateway.py
 
