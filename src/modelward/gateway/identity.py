@@ -175,19 +175,6 @@ class SQLiteUserStore:
         with self._lock:
             self._db.close()
 
-    @staticmethod
-    def _row(row: tuple[object, ...]) -> UserRecord:
-        name, role, created, secret, password_hash, disabled, step = row
-        return UserRecord(
-            name=str(name),
-            role=Role(str(role)),
-            created_at=float(str(created)),
-            totp_secret=None if secret is None else str(secret),
-            password_hash=None if password_hash is None else str(password_hash),
-            disabled=bool(disabled),
-            last_totp_step=None if step is None else int(str(step)),
-        )
-
     def insert(self, user: UserRecord) -> None:
         try:
             with self._lock, self._db:

@@ -264,21 +264,6 @@ class SQLiteKeyStore:
         with self._lock:
             self._db.close()
 
-    @staticmethod
-    def _row(row: tuple[object, ...]) -> KeyRecord:
-        prefix, key_hash, principal, role, scopes, created, expires, revoked, last_used = row
-        return KeyRecord(
-            prefix=str(prefix),
-            key_hash=str(key_hash),
-            principal=str(principal),
-            role=Role(str(role)),
-            scopes=frozenset(Action(s) for s in str(scopes).split(",") if s),
-            created_at=float(str(created)),
-            expires_at=None if expires is None else float(str(expires)),
-            revoked=bool(revoked),
-            last_used=None if last_used is None else float(str(last_used)),
-        )
-
     def insert(self, record: KeyRecord) -> None:
         with self._lock, self._db:
             self._db.execute(
