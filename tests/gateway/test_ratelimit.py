@@ -148,6 +148,26 @@ def test_memory_lru_bound_evicts_full_buckets_first_then_oldest() -> None:
     assert len(limiter) == 3
 
 
+def _check_hit_many_stops_at_the_first_refusal(limiter: RateLimiter) -> None:
+    wide, narrow, last = Bucket(0.001, 5), Bucket(0.001, 1), Bucket(0.001, 3)
+    hits = [("wide", wide), ("narrow", narrow), ("last", last)]
+    first = limiter.hit_many(hits)
+    assert [d.allowed for d in first] == [True, True, True]
+    assert [round(d.remaining, 2) for d in first] == [4.0, 0.0, 2.0]
+    second = limiter.hit_many(hits)
+    assert [d.allowed for d in second] == [True, False]  # "narrow" refused; "last" not consulted
+    assert second[1].retry_after_s == pytest.approx(1000.0, rel=0.01)
+    assert limiter.hit("last", last).remaining == pytest.approx(1.0, abs=0.01)  # untouched by the refused call
+    assert limiter.hit("wide", wide).remaining == pytest.approx(2.0, abs=0.01)  # the first bucket still paid
+    assert limiter.hit_many([]) == []
+    with pytest.raises(InputError):
+        limiter.hit_many([("wide", wide), ("narrow", narrow)], cost=2)  # could never pass "narrow"
+
+
+def test_memory_hit_many_stops_at_the_first_refusal() -> None:
+    _check_hit_many_stops_at_the_first_refusal(MemoryRateLimiter(clock=FakeClock()))
+
+
 # --- redis -----------------------------------------------------------------------------------------
 
 
@@ -173,6 +193,10 @@ def test_redis_burst_then_refusal_and_retry_after(make_redis: Callable[[], Redis
     assert decisions[0].remaining == pytest.approx(2.0, abs=0.01)
     assert decisions[3].retry_after_s == pytest.approx(2.0, abs=0.05)
     assert decisions[3].retry_after_s <= 2.0
+
+
+def test_redis_hit_many_stops_at_the_first_refusal(make_redis: Callable[[], RedisRateLimiter]) -> None:
+    _check_hit_many_stops_at_the_first_refusal(make_redis())
 
 
 def test_redis_refills_and_retry_after_is_right(make_redis: Callable[[], RedisRateLimiter]) -> None:

@@ -3,7 +3,8 @@
 A bucket holds at most ``burst`` tokens and refills at ``rate_per_s``; a request costing ``cost`` tokens
 passes when that many are there. The state of a key is two numbers (tokens, time of last update), so the
 math is exact and memory is constant per key. :class:`RedisRateLimiter` runs the update as one Lua script
-timed by the Redis server's own clock, so replicas with skewed clocks share one bucket. When Redis cannot
+timed by the Redis server's own clock, so replicas with skewed clocks share one bucket; ``hit_many`` takes all
+of a request's buckets (address, principal, quota) in that one script call, one round trip. When Redis cannot
 be reached it raises :class:`RateLimitUnavailable`; the gateway then fails closed (503), because a limiter
 that silently lets everything through is no limiter.
 """
@@ -14,7 +15,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -73,6 +74,13 @@ class RateLimiter(Protocol):
     """Take ``cost`` tokens from the bucket named ``key``, or say how long to wait."""
 
     def hit(self, key: str, bucket: Bucket, cost: float = 1.0) -> RateDecision: ...
+
+    def hit_many(self, hits: Sequence[tuple[str, Bucket]], cost: float = 1.0) -> list[RateDecision]:
+        """Take ``cost`` from each bucket in turn and stop at the first that refuses (later ones untouched).
+
+        Returns the decisions of the buckets consulted: all allowed, or the last one refused.
+        """
+        ...
 
     def close(self) -> None: ...
 
@@ -141,6 +149,16 @@ class MemoryRateLimiter:
             state.updated = now
             return decision
 
+    def hit_many(self, hits: Sequence[tuple[str, Bucket]], cost: float = 1.0) -> list[RateDecision]:
+        for _key, bucket in hits:  # all checked before any bucket is charged
+            _check_cost(bucket, cost)
+        decisions: list[RateDecision] = []
+        for key, bucket in hits:
+            decisions.append(self.hit(key, bucket, cost))
+            if not decisions[-1].allowed:
+                break
+        return decisions
+
     def _make_room(self, now: float) -> None:
         while len(self._states) >= self._max:
             victim = None
@@ -159,41 +177,48 @@ class MemoryRateLimiter:
             self._states.clear()
 
 
-# KEYS[1] = bucket key; ARGV = rate per second, burst, cost. Returns {allowed 0/1, remaining, retry_after_s}
-# as strings (Lua numbers would be truncated to integers on the way back). State: hash {tokens, micros}.
+# KEYS = bucket keys, taken in order; ARGV = cost, then rate per second and burst of each key. Stops at the
+# first bucket that refuses (later ones untouched) and returns {allowed 0/1, remaining, retry_after_s} per bucket
+# consulted, as strings (Lua numbers would be truncated to integers on the way back). State: hash {tokens, micros}.
 _LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+local cost = tonumber(ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'micros')
-local tokens = tonumber(state[1])
-local updated = tonumber(state[2])
-if tokens == nil or updated == nil then
-  tokens = burst
-  updated = now
+local out = {}
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i])
+  local burst = tonumber(ARGV[2 * i + 1])
+  local state = redis.call('HMGET', key, 'tokens', 'micros')
+  local tokens = tonumber(state[1])
+  local updated = tonumber(state[2])
+  if tokens == nil or updated == nil then
+    tokens = burst
+    updated = now
+  end
+  local elapsed = now - updated
+  if elapsed < 0 then elapsed = 0 end
+  tokens = math.min(burst, tokens + elapsed * rate / 1000000)
+  local allowed = 0
+  local retry = 0
+  if tokens >= cost then
+    tokens = tokens - cost
+    allowed = 1
+  else
+    retry = (cost - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'micros', string.format('%.17g', now))
+  redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1)
+  out[#out + 1] = allowed
+  out[#out + 1] = string.format('%.17g', tokens)
+  out[#out + 1] = string.format('%.17g', retry)
+  if allowed == 0 then return out end
 end
-local elapsed = now - updated
-if elapsed < 0 then elapsed = 0 end
-tokens = math.min(burst, tokens + elapsed * rate / 1000000)
-local allowed = 0
-local retry = 0
-if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
-else
-  retry = (cost - tokens) / rate
-end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'micros', string.format('%.17g', now))
-local full_in_ms = math.ceil((burst - tokens) / rate * 1000) + 1
-redis.call('PEXPIRE', KEYS[1], full_in_ms)
-return {allowed, string.format('%.17g', tokens), string.format('%.17g', retry)}
+return out
 """
 
 
 class RedisRateLimiter:
-    """Token buckets in Redis shared by every replica: one atomic Lua script per hit, server time, TTL'd keys."""
+    """Token buckets in Redis shared by every replica: one atomic Lua script per request, server time, TTL'd keys."""
 
     def __init__(self, url: str, *, prefix: str = "mw:rl:", timeout_s: float = 1.0) -> None:
         self._where = redact_url(url)
@@ -220,18 +245,28 @@ class RedisRateLimiter:
         return sha
 
     def hit(self, key: str, bucket: Bucket, cost: float = 1.0) -> RateDecision:
-        _check_cost(bucket, cost)
-        args = (self._prefix + key, repr(float(bucket.rate_per_s)), repr(float(bucket.burst)), repr(float(cost)))
+        return self.hit_many([(key, bucket)], cost)[0]
+
+    def hit_many(self, hits: Sequence[tuple[str, Bucket]], cost: float = 1.0) -> list[RateDecision]:
+        """One script call, one round trip, for all the buckets (a request's address, principal and quota)."""
+        if not hits:
+            return []
+        args: list[str] = [repr(float(cost))]
+        for _key, bucket in hits:
+            _check_cost(bucket, cost)
+            args += [repr(float(bucket.rate_per_s)), repr(float(bucket.burst))]
+        keys = [self._prefix + key for key, _bucket in hits]
         try:
             sha = self._sha or self._load()
             try:
-                reply = self._client.evalsha(sha, 1, *args)
+                reply = self._client.evalsha(sha, len(keys), *keys, *args)
             except NoScriptError:  # the server restarted or flushed its script cache
-                reply = self._client.evalsha(self._load(), 1, *args)
+                reply = self._client.evalsha(self._load(), len(keys), *keys, *args)
         except RedisError as exc:
             raise self._unavailable(exc) from None
-        allowed, remaining, retry = reply
-        return RateDecision(bool(int(allowed)), float(remaining), float(retry))
+        return [
+            RateDecision(bool(int(reply[i])), float(reply[i + 1]), float(reply[i + 2])) for i in range(0, len(reply), 3)
+        ]
 
     def close(self) -> None:
         self._client.close()
