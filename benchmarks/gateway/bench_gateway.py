@@ -458,9 +458,8 @@ def profile(config_path: Path, key: str, artifact: Path, png: bytes, n: int) -> 
 
     details = {"path": info.path, "method": "POST", "client": "127.0.0.1", "status": 200}
     steps: dict[str, Callable[[], object]] = {
-        "rate limit (per-address + per-principal)": lambda: (
-            service.limiter.hit("addr:x", bucket),
-            service.limiter.hit("principal:x", bucket),
+        "rate limits (address, principal, quota: one call)": lambda: service.limiter.hit_many(
+            [("addr:x", bucket), ("principal:x", bucket), ("quota:x", bucket)]
         ),
         "authenticate (API key lookup + hash)": lambda: service.authenticate(headers),
         "authorize": lambda: authorize(principal, Action.PREDICT, mfa_code=None, users=service.users),
