@@ -37,7 +37,8 @@ def make_service(
     limits: dict[str, Any] = dict(LIMITS)
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        redis.Redis.from_url(url).flushdb()  # buckets of earlier tests share the server
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()  # buckets of earlier tests share the server
         limits |= {"backend": "redis", "redis_url": url}
     template = gateway_template(tmp_path_factory, request.config.cache)
     made: list[GatewayService] = []
