@@ -13,6 +13,7 @@ import yaml
 
 from modelward.checks import model_recipes
 from modelward.classifiers.models import SmallCNN
+from modelward.core.errors import InputError
 from modelward.gateway.bootstrap import DEMO_ARTIFACT, prepare_demo, sign_artifact
 from modelward.gateway.model_registry import ModelRegistry
 from modelward.supplychain.signing import load_public_key, signature_path_for, verify
@@ -69,12 +70,33 @@ def test_the_config_loads_and_its_model_deploys(tmp_path: Path, trainings: list[
     assert model.classifier.predict(torch.zeros(1, 1, 8, 8)).shape == (1,)
 
 
+def test_totp_secrets_of_the_demo_are_sealed_with_an_owner_only_key(tmp_path: Path, trainings: list[int]) -> None:
+    from modelward.gateway.config import load_config, totp_secret_box
+    from modelward.gateway.identity import SQLiteUserStore, UserManager
+    from modelward.gateway.keys import Role
+
+    setup = prepare_demo(tmp_path / "gw")
+    key_file = setup.work_dir / "keys" / "totp.key"
+    assert _mode(key_file) == 0o600
+    config = load_config(setup.config_path)
+    assert config.auth.totp_encryption_key == "file:keys/totp.key"
+    store = SQLiteUserStore()
+    secret = UserManager(store, secrets=totp_secret_box(config)).add("ada", Role.ADMIN).totp_secret
+    stored = store.get("ada")
+    assert secret and stored is not None and stored.totp_secret is not None
+    assert stored.totp_secret.startswith("fernet:") and secret not in stored.totp_secret
+    key_file.chmod(0o644)  # a key others can read is refused, not used
+    with pytest.raises(InputError, match="readable by others"):
+        totp_secret_box(load_config(setup.config_path))
+
+
 def test_second_call_reuses_everything(tmp_path: Path, trainings: list[int]) -> None:
     first = prepare_demo(tmp_path / "gw")
     work = first.work_dir
     watched = [
         work / "keys" / "model-signing.pem",
         work / "keys" / "audit.pem",
+        work / "keys" / "totp.key",
         work / "models" / DEMO_ARTIFACT / "model.safetensors",
         signature_path_for(work / "models" / DEMO_ARTIFACT),
         first.config_path,

@@ -72,6 +72,37 @@ def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert "u:p" not in str(caught.value)
 
 
+def test_secrets_come_from_owner_only_files(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    secret = tmp_path / "keys" / "redis.url"
+    secret.write_text("redis://:s3cret@cache:6379/0\n", encoding="utf-8")
+    secret.chmod(0o600)
+    assert resolve_secret("file:keys/redis.url", "rate_limits.redis_url", tmp_path) == "redis://:s3cret@cache:6379/0"
+    assert resolve_secret(f"file:{secret}", "rate_limits.redis_url") == "redis://:s3cret@cache:6379/0"  # absolute
+    secret.chmod(0o640)
+    with pytest.raises(InputError, match=r"readable by others .*chmod 600") as shared:
+        resolve_secret("file:keys/redis.url", "rate_limits.redis_url", tmp_path)
+    secret.write_text("  \n", encoding="utf-8")
+    secret.chmod(0o600)
+    with pytest.raises(InputError, match="is empty"):
+        resolve_secret("file:keys/redis.url", "rate_limits.redis_url", tmp_path)
+    with pytest.raises(InputError, match="cannot be read") as missing:
+        resolve_secret("file:keys/absent", "auth.totp_encryption_key", tmp_path)
+    assert "auth.totp_encryption_key" in str(missing.value) and "s3cret" not in str(shared.value)
+
+
+def test_a_file_secret_resolves_against_the_configuration_folder(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    from modelward.gateway.config import totp_secret_box
+
+    (tmp_path / "totp.key").write_bytes(Fernet.generate_key())
+    (tmp_path / "totp.key").chmod(0o600)
+    config = load_config(write(tmp_path, MINIMAL + "auth: {totp_encryption_key: 'file:totp.key'}\n"))
+    sealed = totp_secret_box(config).seal("JBSWY3DPEHPK3PXP")
+    assert sealed.startswith("fernet:") and "JBSWY3DPEHPK3PXP" not in sealed
+
+
 def test_the_documented_reference_configuration_loads(tmp_path: Path) -> None:
     doc = (ROOT / "docs" / "gateway.md").read_text(encoding="utf-8")
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", doc, re.DOTALL) if b.startswith("server:")]

@@ -67,7 +67,9 @@ def _verify_configured(config_path: Path, key: Any) -> Any:
         return verify(config.path(config.audit.sqlite_path), key)
     from modelward.gateway.postgres import PostgresAuditStore
 
-    store = PostgresAuditStore(resolve_secret(config.storage.postgres_url or "", "storage.postgres_url"))
+    store = PostgresAuditStore(
+        resolve_secret(config.storage.postgres_url or "", "storage.postgres_url", config.base_dir)
+    )
     try:
         return verify_store(store, key)
     finally:

@@ -1,9 +1,10 @@
 """Everything ``modelward serve`` needs with no arguments: keys, the signed moderation model and a gateway.yaml.
 
 The scenario's moderation model is the ``digits-cnn`` recipe (trained once, cached). It is saved as a
-signed artifact ``models/digits-cnn`` beside owner-only keys, and a configuration pointing at them is
-written. A second call reuses all of it: nothing is retrained, and the model is re-signed only when its
-signature no longer verifies (then the artifact is rebuilt from the recipe first, never signed as found).
+signed artifact ``models/digits-cnn`` beside owner-only keys (model signing, audit checkpoints, and the
+Fernet key sealing TOTP secrets in the user store), and a configuration pointing at them is written. A
+second call reuses all of it: nothing is retrained, and the model is re-signed only when its signature no
+longer verifies (then the artifact is rebuilt from the recipe first, never signed as found).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ DEMO_ARTIFACT = "digits-cnn"
 CONFIG_NAME = "gateway.yaml"
 MODEL_KEY = "model-signing"
 AUDIT_KEY = "audit"
+TOTP_KEY = "totp.key"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,19 @@ def _keypair(keys: Path, name: str) -> tuple[Path, Path]:
         public.write_bytes(pem)
     os.chmod(private, 0o600)
     return private, public
+
+
+def _totp_key(keys: Path) -> None:
+    """``keys/totp.key``: a Fernet key made once, owner-only from its first byte (never rewritten)."""
+    from cryptography.fernet import Fernet
+
+    path = keys / TOTP_KEY
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(handle, "wb") as out:
+        out.write(Fernet.generate_key() + b"\n")
 
 
 def _verifies(folder: Path, public: Path) -> bool:
@@ -118,7 +133,7 @@ def _config() -> dict[str, Any]:
             "allow_pickle": False,
             "keep_versions": 5,
         },
-        "auth": {"api_keys": True},
+        "auth": {"api_keys": True, "totp_encryption_key": f"file:keys/{TOTP_KEY}"},
         "metrics": {"public": False},
     }
 
@@ -138,6 +153,7 @@ def prepare_demo(work_dir: Path = DEFAULT_WORK_DIR, *, model_cache: Path | None 
     os.chmod(keys, 0o700)
     model_private, model_public = _keypair(keys, MODEL_KEY)
     _keypair(keys, AUDIT_KEY)
+    _totp_key(keys)
     models = work_dir / "models"
     models.mkdir(exist_ok=True)
     if not _verifies(models / DEMO_ARTIFACT, model_public):

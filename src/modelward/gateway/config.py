@@ -1,8 +1,9 @@
 """The gateway's one YAML configuration file, validated by pydantic with file:line errors.
 
 Relative paths resolve against the folder of the configuration file, so a deployment folder can be
-moved as a whole. Secrets never sit in the file: a PostgreSQL or Redis URL may be written
-``env:VARNAME`` and is read from the environment when the gateway starts.
+moved as a whole. Secrets need not sit in the file: a PostgreSQL or Redis URL and the TOTP encryption
+key may be written ``env:VARNAME`` (read from the environment) or ``file:PATH`` (read from an owner-only
+file) when the gateway starts.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class StorageConfig(_Section):
     @model_validator(mode="after")
     def _url_for_postgres(self) -> StorageConfig:
         if self.backend == "postgres" and not self.postgres_url:
-            raise ValueError("backend postgres needs postgres_url (a URL or env:VARNAME)")
+            raise ValueError("backend postgres needs postgres_url (a URL, env:VARNAME or file:PATH)")
         return self
 
 
@@ -114,7 +115,7 @@ class RateLimitsConfig(_Section):
     @model_validator(mode="after")
     def _url_for_redis(self) -> RateLimitsConfig:
         if self.backend == "redis" and not self.redis_url:
-            raise ValueError("backend redis needs redis_url (a URL or env:VARNAME)")
+            raise ValueError("backend redis needs redis_url (a URL, env:VARNAME or file:PATH)")
         return self
 
 
@@ -160,7 +161,7 @@ class AuthConfig(_Section):
     api_keys: bool = True
     jwt: JWTConfig | None = None
     totp_valid_window: int = Field(1, ge=0, le=3)
-    #: a Fernet key (or ``env:NAME``) sealing TOTP secrets in the user store; None stores them as they are
+    #: a Fernet key (or ``env:NAME``, ``file:PATH``) sealing TOTP secrets in the user store; None stores them as is
     totp_encryption_key: str | None = None
 
 
@@ -195,15 +196,41 @@ class GatewayConfig(_Section):
         return self.output_policy.get(role, [{"kind": "label_only"}])
 
 
-def resolve_secret(value: str, what: str) -> str:
-    """``value`` itself, or the environment variable it names as ``env:VARNAME`` (never logged)."""
-    if not value.startswith("env:"):
-        return value
-    name = value.removeprefix("env:")
-    found = os.environ.get(name)
-    if not found:
-        raise InputError(f"{what}: environment variable {name} is not set")
-    return found
+def resolve_secret(value: str, what: str, base_dir: Path | None = None) -> str:
+    """``value`` itself, the environment variable it names as ``env:VARNAME``, or the content of the file it
+    names as ``file:PATH`` (relative to ``base_dir``; owner-only on POSIX, as ssh insists for its keys).
+
+    Secrets are never logged nor put in error messages; a missing, empty or shared file is an :class:`InputError`.
+    """
+    if value.startswith("env:"):
+        name = value.removeprefix("env:")
+        found = os.environ.get(name)
+        if not found:
+            raise InputError(f"{what}: environment variable {name} is not set")
+        return found
+    if value.startswith("file:"):
+        return _secret_file(value.removeprefix("file:"), what, base_dir)
+    return value
+
+
+def _secret_file(name: str, what: str, base_dir: Path | None) -> str:
+    path = Path(name).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        mode = path.stat().st_mode
+        if os.name == "posix" and mode & 0o077:
+            raise InputError(
+                f"{what}: secret file {path} is readable by others (mode {oct(mode & 0o777)}); chmod 600 it"
+            )
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise InputError(f"{what}: secret file {path} cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{what}: secret file {path} is not UTF-8 text") from None
+    if not text:
+        raise InputError(f"{what}: secret file {path} is empty")
+    return text
 
 
 def totp_secret_box(config: GatewayConfig) -> TotpSecretBox:
@@ -211,7 +238,7 @@ def totp_secret_box(config: GatewayConfig) -> TotpSecretBox:
     from modelward.gateway.totp_secrets import TotpSecretBox
 
     value = config.auth.totp_encryption_key
-    return TotpSecretBox(None if value is None else resolve_secret(value, "auth.totp_encryption_key"))
+    return TotpSecretBox(None if value is None else resolve_secret(value, "auth.totp_encryption_key", config.base_dir))
 
 
 def load_config(path: Path | str) -> GatewayConfig:
@@ -258,7 +285,7 @@ def open_stores(config: GatewayConfig) -> Stores:
     if config.storage.backend == "postgres":
         from modelward.gateway.postgres import PostgresAuditStore, PostgresKeyStore, PostgresUserStore, migrate
 
-        url = resolve_secret(config.storage.postgres_url or "", "storage.postgres_url")
+        url = resolve_secret(config.storage.postgres_url or "", "storage.postgres_url", config.base_dir)
         migrate(url)
         return Stores(PostgresKeyStore(url), PostgresUserStore(url), PostgresAuditStore(url))
     from modelward.gateway.audit_log import SQLiteAuditStore

@@ -117,7 +117,9 @@ class GatewayService:
     def _limiter(self) -> RateLimiter:
         limits = self.config.rate_limits
         if limits.backend == "redis":
-            return RedisRateLimiter(resolve_secret(limits.redis_url or "", "rate_limits.redis_url"))
+            return RedisRateLimiter(
+                resolve_secret(limits.redis_url or "", "rate_limits.redis_url", self.config.base_dir)
+            )
         return MemoryRateLimiter()
 
     def _audit_key(self) -> Any:
