@@ -333,9 +333,8 @@ def _users(service: GatewayService) -> list[dict[str, Any]]:
 
 
 def _info(request: Request, action: str) -> RequestInfo:
-    client = request.client.host if request.client is not None else "unknown"
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    return RequestInfo(action, headers, client, request.url.path, request.method)
+    """What a route's request tells the chain: read from the ASGI scope, as the guards read it."""
+    return _scope_info(request.scope, action)
 
 
 def _respond(outcome: Outcome) -> Response:
@@ -451,6 +450,7 @@ async def _refuse_at_guard(service: GatewayService, scope: Scope, send: Send, ac
 
 
 def _scope_info(scope: Scope, action: str) -> RequestInfo:
+    """Action, lower-case headers, client address, path and method of a request, the same for routes and guards."""
     client = scope.get("client")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
     return RequestInfo(
