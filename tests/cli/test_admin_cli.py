@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -14,12 +17,13 @@ from click.testing import CliRunner, Result
 from modelward.cli.admin import parse_duration
 from modelward.cli.main import cli
 from modelward.core.errors import InputError
-from modelward.gateway.audit_log import AuditRecord, SQLiteAuditStore, load_public_key, verify
+from modelward.gateway.audit_log import AuditLog, AuditRecord, SQLiteAuditStore, load_public_key, verify
 from modelward.gateway.identity import SQLiteUserStore, UserManager
 from modelward.gateway.keys import AuthReason, KeyManager, Role, SQLiteKeyStore
 from modelward.supplychain.signing import generate_keypair
 
 KEY_RE = re.compile(r"^mw_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$")
+_REAL_APPEND = AuditLog.append
 
 
 @pytest.fixture
@@ -92,10 +96,12 @@ def test_key_created_once_to_stdout_and_audited(config: Path) -> None:
     assert auth.record.key_hash not in listing.stdout
     records = _records(config)
     assert [(r.actor, r.action, r.outcome) for r in records] == [
+        ("cli:tester", "create-key", "attempt"),
         ("cli:tester", "create-key", "ok"),
         ("cli:tester", "list-keys", "ok"),
     ]
-    assert records[0].details["prefix"] == auth.record.prefix
+    assert records[0].details == {"principal": "svc-upload", "role": "end-user", "scopes": [], "expires_in_s": None}
+    assert records[1].details["prefix"] == auth.record.prefix
     assert key not in json.dumps([r.details for r in records])
 
 
@@ -131,7 +137,7 @@ def test_scope_outside_role_is_exit_2(config: Path) -> None:
     result = _invoke(config, "keys", "create", "--principal", "x", "--role", "end-user", "--scope", "manage-keys")
     assert result.exit_code == 2
     assert "may not hold scope" in result.stderr and "Traceback" not in result.output
-    assert [(r.action, r.outcome) for r in _records(config)] == [("create-key", "error")]
+    assert [(r.action, r.outcome) for r in _records(config)] == [("create-key", "attempt"), ("create-key", "error")]
 
 
 def test_rotate_and_revoke(config: Path) -> None:
@@ -152,7 +158,16 @@ def test_rotate_and_revoke(config: Path) -> None:
     missing = _invoke(config, "keys", "revoke", "000000000000")
     assert missing.exit_code == 2 and "no API key" in missing.stderr
     actions = [(r.action, r.outcome) for r in _records(config)]
-    assert actions == [("create-key", "ok"), ("rotate-key", "ok"), ("revoke-key", "ok"), ("revoke-key", "error")]
+    assert actions == [
+        (action, outcome)
+        for action, result in (
+            ("create-key", "ok"),
+            ("rotate-key", "ok"),
+            ("revoke-key", "ok"),
+            ("revoke-key", "error"),
+        )
+        for outcome in ("attempt", result)
+    ]
 
 
 def test_bad_duration_is_exit_2(config: Path) -> None:
@@ -208,20 +223,31 @@ def test_user_lifecycle(config: Path) -> None:
 
     records = _records(config)
     assert [(r.action, r.outcome) for r in records] == [
+        ("add-user", "attempt"),
         ("add-user", "ok"),
+        ("add-user", "attempt"),
         ("add-user", "error"),
+        ("set-role", "attempt"),
         ("set-role", "ok"),
+        ("set-role", "attempt"),
         ("set-role", "error"),
+        ("reset-totp", "attempt"),
         ("reset-totp", "ok"),
+        ("disable-user", "attempt"),
         ("disable-user", "ok"),
+        ("list-users", "ok"),  # reads change nothing: no attempt record
         ("list-users", "ok"),
-        ("list-users", "ok"),
+        ("create-key", "attempt"),
         ("create-key", "error"),
+        ("enable-user", "attempt"),
         ("enable-user", "ok"),
+        ("enable-user", "attempt"),
         ("enable-user", "error"),
+        ("create-key", "attempt"),
         ("create-key", "ok"),
     ]
-    assert records[2].details == {"name": "alice", "role": "auditor", "previous_role": "admin"}
+    assert records[4].details == {"name": "alice", "role": "auditor"}  # what was asked, before anything changed
+    assert records[5].details == {"name": "alice", "role": "auditor", "previous_role": "admin"}
     dumped = json.dumps([r.details for r in records])
     assert secret.group(1) not in dumped and new_secret not in dumped and "passphrase" not in dumped
 
@@ -242,7 +268,7 @@ def test_audit_log_of_the_cli_verifies(config: Path) -> None:
     _invoke(config, "keys", "create", "--principal", "dave", "--role", "ml-engineer")
     public = load_public_key(config.parent / "keys" / "signing-key.pub.pem")
     result = verify(config.parent / "data" / "audit.db", public)
-    assert result.valid and result.records == 2 and result.checkpoints >= 1
+    assert result.valid and result.records == 4 and result.checkpoints >= 1  # attempt and outcome of each change
 
 
 def test_totp_secrets_sealed_with_the_configured_key(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,3 +291,36 @@ def test_totp_secrets_sealed_with_the_configured_key(config: Path, monkeypatch: 
     assert stored is not None and stored.totp_secret is not None and secret not in stored.totp_secret
     sealed = UserManager(SQLiteUserStore(config.parent / "data" / "gateway.db"), secrets=TotpSecretBox(key))
     assert sealed.verify_totp("ada", pyotp.TOTP(secret).now())
+
+
+def _log_refuses(after: int) -> Callable[..., Any]:
+    """``AuditLog.append`` refusing records from the ``after``-th on, as a full disk or a locked database would."""
+    calls = [0]
+
+    def append(log: AuditLog, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > after:
+            raise sqlite3.OperationalError("disk I/O error")
+        return _REAL_APPEND(log, *args, **kwargs)
+
+    return append
+
+
+def test_no_change_is_made_when_the_log_cannot_record_its_attempt(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(AuditLog, "append", _log_refuses(after=0))
+    result = _invoke(config, "keys", "create", "--principal", "eve", "--role", "admin")
+    assert result.exit_code == 2, result.output
+    assert "audit log cannot be written (OperationalError); nothing was changed" in result.stderr
+    assert not KEY_RE.search(result.stdout) and "Traceback" not in result.output
+    assert _keys(config).list() == []  # no key exists that the log did not see
+
+
+def test_a_change_whose_outcome_cannot_be_recorded_says_so(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(AuditLog, "append", _log_refuses(after=1))
+    result = _invoke(config, "users", "add", "frank", "--role", "auditor")
+    assert result.exit_code == 2 and "the change was made (its attempt is in the log)" in result.stderr
+    monkeypatch.undo()
+    assert [(r.action, r.outcome) for r in _records(config)] == [("add-user", "attempt")]
+    assert _users(config).get("frank") is not None  # made, and the log saw it asked for first

@@ -2,7 +2,8 @@
 
 Stores come from the gateway configuration file, so the CLI and a running gateway see the same keys and
 users. Every command, reads included, appends a record to the gateway's audit log (actor ``cli:<OS user>``),
-so what an operator does at the console is as accountable as what a caller does over HTTP.
+so what an operator does at the console is as accountable as what a caller does over HTTP; a command that
+changes something writes its ``attempt`` first and changes nothing when the log cannot take it.
 """
 
 from __future__ import annotations
@@ -101,21 +102,53 @@ def _session(config_path: Path) -> Iterator[_Session]:
         try:
             yield _Session(KeyManager(stores.keys), users, audit, _actor())
         finally:
-            audit.checkpoint()  # anchor this command's record under a signature now, success or not
+            _checkpoint(audit)
     finally:
         stores.close()
 
 
-def _run(config_path: Path, action: str, body: Callable[[_Session], Mapping[str, Any]]) -> None:
-    """Run ``body`` with open stores and audit it; user errors become one line on stderr and exit 2."""
+def _checkpoint(audit: AuditLog) -> None:
+    """Anchor this command's records under a signature now, success or not; say so when that fails."""
+    try:
+        audit.checkpoint()
+    except Exception as exc:  # the log's storage refused it: the records stay chained, only not yet anchored
+        click.echo(f"warning: no audit checkpoint written ({type(exc).__name__})", err=True)
+
+
+def _append(session: _Session, action: str, outcome: str, details: Mapping[str, Any], consequence: str) -> None:
+    """One audit record, or a one-line error saying what became of the command when the log refuses it."""
+    try:
+        session.audit.append(session.actor, action, outcome, dict(details))
+    except ModelwardError:
+        raise
+    except Exception as exc:  # sqlite3 or psycopg: the store could not take the record
+        raise InputError(f"the audit log cannot be written ({type(exc).__name__}); {consequence}") from None
+
+
+def _run(
+    config_path: Path,
+    action: str,
+    body: Callable[[_Session], Mapping[str, Any]],
+    *,
+    change: Mapping[str, Any] | None = None,
+) -> None:
+    """Run ``body`` with open stores and audit it; user errors become one line on stderr and exit 2.
+
+    A command that changes something passes ``change`` (what it was asked to do): an ``attempt`` record of
+    it is written first, and when the log cannot take it nothing is changed, so no change is ever made that
+    the log did not see. The outcome (``ok`` or ``error``) follows, as for the gateway's HTTP admin actions.
+    """
     try:
         with _session(config_path) as session:
+            if change is not None:
+                _append(session, action, "attempt", change, "nothing was changed")
             try:
                 details = body(session)
             except ModelwardError as exc:
-                session.audit.append(session.actor, action, "error", {"error": exc.message[:200]})
+                _append(session, action, "error", {"error": exc.message[:200]}, "the command failed as well")
                 raise
-            session.audit.append(session.actor, action, "ok", details)
+            done = "the change was made (its attempt is in the log)" if change is not None else "the command ran"
+            _append(session, action, "ok", details, done)
     except ModelwardError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
@@ -236,7 +269,12 @@ def _register_keys(cli: click.Group) -> None:
             )
             return {k: info[k] for k in ("prefix", "principal", "role", "scopes", "expires_at")}
 
-        _run(config_path, "create-key", body)
+        _run(
+            config_path,
+            "create-key",
+            body,
+            change={"principal": principal, "role": role, "scopes": list(scopes), "expires_in_s": expires_in},
+        )
 
     @keys.command("list")
     @_config_opt
@@ -280,7 +318,7 @@ def _register_keys(cli: click.Group) -> None:
             )
             return {"prefix": prefix, "new_prefix": issued.record.prefix, "grace_s": grace}
 
-        _run(config_path, "rotate-key", body)
+        _run(config_path, "rotate-key", body, change={"prefix": prefix, "grace_s": grace})
 
     @keys.command("revoke")
     @_config_opt
@@ -297,7 +335,7 @@ def _register_keys(cli: click.Group) -> None:
                 click.echo(f"revoked key {prefix}")
             return {"prefix": prefix}
 
-        _run(config_path, "revoke-key", body)
+        _run(config_path, "revoke-key", body, change={"prefix": prefix})
 
 
 def _register_users(cli: click.Group) -> None:
@@ -325,7 +363,7 @@ def _register_users(cli: click.Group) -> None:
             _print_enrolment(enrolled, fmt)
             return {"name": name, "role": role, "password": password is not None}
 
-        _run(config_path, "add-user", body)
+        _run(config_path, "add-user", body, change={"name": name, "role": role, "password": password is not None})
 
     @users.command("list")
     @_config_opt
@@ -356,7 +394,7 @@ def _register_users(cli: click.Group) -> None:
             click.echo(f"user {name}: role {user.role.value}")
             return {"name": name, "role": role, "previous_role": before.role.value if before else None}
 
-        _run(config_path, "set-role", body)
+        _run(config_path, "set-role", body, change={"name": name, "role": role})
 
     @users.command("disable")
     @_config_opt
@@ -369,7 +407,7 @@ def _register_users(cli: click.Group) -> None:
             click.echo(f"user {name}: disabled")
             return {"name": name}
 
-        _run(config_path, "disable-user", body)
+        _run(config_path, "disable-user", body, change={"name": name})
 
     @users.command("enable")
     @_config_opt
@@ -382,7 +420,7 @@ def _register_users(cli: click.Group) -> None:
             click.echo(f"user {name}: enabled")
             return {"name": name}
 
-        _run(config_path, "enable-user", body)
+        _run(config_path, "enable-user", body, change={"name": name})
 
     @users.command("reset-totp")
     @_config_opt
@@ -395,4 +433,4 @@ def _register_users(cli: click.Group) -> None:
             _print_enrolment(session.users.reset_totp(name), fmt)
             return {"name": name}
 
-        _run(config_path, "reset-totp", body)
+        _run(config_path, "reset-totp", body, change={"name": name})
