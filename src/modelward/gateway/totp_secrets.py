@@ -49,7 +49,7 @@ class TotpSecretBox:
 
     def open(self, stored: str) -> str:
         """The secret behind a stored value; :class:`UnreadableSecret` when it is sealed under no or another key."""
-        if not stored.startswith(SEALED_PREFIX):
+        if not self.is_sealed(stored):
             return stored
         if self._fernet is None:
             raise UnreadableSecret("TOTP secrets in the user store are encrypted: configure auth.totp_encryption_key")
